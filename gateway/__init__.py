@@ -1,0 +1,1 @@
+"""The Tickstream gateway: WebSocket fan-out from Redis Streams with replay from offsets."""

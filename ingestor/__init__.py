@@ -1,0 +1,1 @@
+"""Tickstream's Binance ingestor: exchange market streams in, contract events out."""

@@ -1,0 +1,82 @@
+"""Every error Tickstream raises on purpose derives from :class:`TickstreamError`.
+
+The tree::
+
+    TickstreamError
+    ├── ConfigError              bad flag or environment value (CLI: one line, exit 2)
+    ├── ValidationError          an event or message that breaks the contract (nothing written)
+    │   ├── InvalidEventType     event_type does not match ^[a-z][a-z0-9_]{0,63}$
+    │   ├── InvalidEventData     data is not a JSON object, or breaks a built-in schema
+    │   ├── EventTooLarge        encoded payload over the size limit
+    │   └── PrivateEventWithoutUser
+    ├── InvalidOffset            an offset that is not ``<ms>-<seq>``
+    ├── CodecError               a stream entry or frame that cannot be decoded
+    └── RedisUnavailable         Redis could not be reached within the retry budget
+        └── PublishUncertain     (never raised by the publisher: it retries until it knows)
+
+Errors carry a short ``code`` usable on the wire (``bad_request``, ``invalid_offset`` ...).
+"""
+
+from __future__ import annotations
+
+
+class TickstreamError(Exception):
+    """Base of every deliberate Tickstream error."""
+
+    code = "error"
+
+
+class ConfigError(TickstreamError):
+    """A setting from a flag or the environment is missing or malformed."""
+
+    code = "config"
+
+
+class ValidationError(TickstreamError):
+    """An event (or a client message) breaks the contract; nothing was written."""
+
+    code = "bad_request"
+
+
+class InvalidEventType(ValidationError):
+    """The event type does not match ``^[a-z][a-z0-9_]{0,63}$``."""
+
+
+class InvalidEventData(ValidationError):
+    """``data`` is not a JSON object or breaks the schema of a built-in type."""
+
+
+class EventTooLarge(ValidationError):
+    """The encoded event is larger than the configured limit."""
+
+    code = "too_large"
+
+
+class PrivateEventWithoutUser(ValidationError):
+    """A type configured as private was published without ``user``."""
+
+
+class InvalidOffset(TickstreamError):
+    """An offset that is not a Redis Stream entry id (``<ms>-<seq>``)."""
+
+    code = "invalid_offset"
+
+
+class CodecError(TickstreamError):
+    """Bytes that do not decode into what they claim to be."""
+
+    code = "bad_request"
+
+
+class RedisUnavailable(TickstreamError):
+    """Redis could not be reached within the retry budget."""
+
+    code = "unavailable"
+
+
+class PublishUncertain(RedisUnavailable):
+    """Reserved: the outcome of a write could not be established.
+
+    The publisher never raises it today: a write whose reply was lost is retried under the
+    same producer sequence number, and the server-side script answers with the first result.
+    """

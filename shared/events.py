@@ -1,0 +1,161 @@
+"""The event model: what a producer publishes and what a consumer receives.
+
+An :class:`Event` is ``event_type`` + ``data`` (a JSON object) with an optional routing
+``symbol`` and an optional ``user`` (the one user allowed to receive it). :func:`prepare`
+validates an event against the contract and encodes its payload once, giving a
+:class:`PreparedEvent` ready to be written to Redis.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import orjson
+
+from shared import schemas
+from shared.errors import (
+    EventTooLarge,
+    InvalidEventData,
+    InvalidEventType,
+    PrivateEventWithoutUser,
+    ValidationError,
+)
+
+EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9._:/-]{0,63}$")
+_USER_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
+_IDEM_RE = re.compile(r"^[^\x00-\x20\x7f]{1,200}$")
+
+DEFAULT_PRIVATE_TYPES = frozenset({"trade_executed", "portfolio_update", "risk_event"})
+DEFAULT_MAX_EVENT_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event as a producer hands it over."""
+
+    event_type: str
+    data: Mapping[str, Any]
+    symbol: str | None = None
+    user: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedEvent:
+    """A validated event with its payload encoded (msgpack) exactly once."""
+
+    event_type: str
+    payload: bytes
+    symbol: str
+    user: str
+    idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventPolicy:
+    """Rules a deployment sets: which types are private, how large an event may be."""
+
+    private_types: frozenset[str] = field(default=DEFAULT_PRIVATE_TYPES)
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+
+
+DEFAULT_POLICY = EventPolicy()
+
+
+def check_event_type(event_type: object) -> str:
+    if not isinstance(event_type, str) or not EVENT_TYPE_RE.match(event_type):
+        raise InvalidEventType(
+            f"event_type must match ^[a-z][a-z0-9_]{{0,63}}$, got {str(event_type)[:80]!r}"
+        )
+    return event_type
+
+
+def normalize_symbol(symbol: object) -> str:
+    if not isinstance(symbol, str):
+        raise ValidationError(f"symbol must be a string, got {type(symbol).__name__}")
+    upper = symbol.upper()
+    if not SYMBOL_RE.match(upper):
+        raise ValidationError(f"symbol {symbol[:80]!r} is not a valid symbol (e.g. BTCUSDT)")
+    return upper
+
+
+def prepare(event: Event, policy: EventPolicy = DEFAULT_POLICY) -> PreparedEvent:
+    """Validate ``event`` and encode its payload; raise a ValidationError subclass if invalid."""
+    event_type = check_event_type(event.event_type)
+    data = event.data
+    if not isinstance(data, Mapping):
+        raise InvalidEventData(f"data must be a JSON object, got {type(data).__name__}")
+
+    symbol = "" if event.symbol is None else normalize_symbol(event.symbol)
+    data_symbol = data.get("symbol")
+    if isinstance(data_symbol, str) and data_symbol:
+        if not symbol:
+            symbol = normalize_symbol(data_symbol)
+        elif data_symbol.upper() != symbol:
+            raise InvalidEventData(
+                f"symbol {symbol!r} differs from data.symbol {data_symbol[:80]!r}"
+            )
+
+    schema = schemas.schema_for(event_type, data)
+    if schema is not None:
+        problems = schemas.violations(schema, data)
+        if problems:
+            raise InvalidEventData(f"{event_type}: " + "; ".join(problems))
+
+    user = event.user
+    if user is None or user == "":
+        if event_type in policy.private_types:
+            raise PrivateEventWithoutUser(f"{event_type} is private: publish it with a user")
+        user = ""
+    elif not isinstance(user, str) or not _USER_RE.match(user):
+        raise ValidationError("user must be a non-empty string without control characters")
+
+    key = event.idempotency_key
+    if key is None:
+        key = ""
+    elif not isinstance(key, str) or not _IDEM_RE.match(key):
+        raise ValidationError("idempotency_key must be 1-200 printable characters, no spaces")
+
+    payload = encode_data(data)
+    if len(payload) > policy.max_event_bytes:
+        raise EventTooLarge(
+            f"event data is {len(payload)} bytes encoded, over the {policy.max_event_bytes} limit"
+        )
+    return PreparedEvent(event_type, payload, symbol, user, key)
+
+
+def encode_data(data: Mapping[str, Any]) -> bytes:
+    """msgpack-encode ``data``, refusing anything a JSON client could not receive."""
+    try:
+        # orjson refuses bytes, non-string keys and NaN-free-but-odd objects msgpack would take;
+        # msgpack refuses datetimes and other objects orjson would stringify. Both together
+        # admit exactly JSON-compatible values.
+        orjson.dumps(data)
+        return msgpack.packb(data, use_bin_type=True)  # type: ignore[no-any-return]
+    except (TypeError, ValueError, OverflowError, orjson.JSONEncodeError) as exc:
+        raise InvalidEventData(f"data is not JSON-compatible: {exc}") from None
+
+
+def event_from_json(obj: Any, *, default_type: str | None = None) -> Event:
+    """Build an Event from a decoded JSON body (HTTP publish, CLI); shapes are checked."""
+    if not isinstance(obj, dict):
+        raise ValidationError("an event must be a JSON object")
+    unknown = set(obj) - {"event_type", "data", "symbol", "user", "idempotency_key"}
+    if unknown:
+        raise ValidationError(f"unknown event fields: {', '.join(sorted(unknown))}")
+    event_type = obj.get("event_type", default_type)
+    for name in ("symbol", "user", "idempotency_key"):
+        if obj.get(name) is not None and not isinstance(obj[name], str):
+            raise ValidationError(f"{name} must be a string")
+    return Event(
+        event_type=check_event_type(event_type),
+        data=obj.get("data", {}),
+        symbol=obj.get("symbol"),
+        user=obj.get("user"),
+        idempotency_key=obj.get("idempotency_key"),
+    )

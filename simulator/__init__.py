@@ -1,0 +1,1 @@
+"""A Binance-Spot-compatible exchange on loopback, with fault injection."""

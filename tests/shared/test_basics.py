@@ -1,0 +1,45 @@
+"""Offsets, keys and backoff: the small rules other parts lean on."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.backoff import Backoff, delays
+from shared.errors import InvalidOffset
+from shared.keys import Keys
+from shared.offsets import format_offset, parse_offset
+
+
+def test_offsets_parse_and_order() -> None:
+    assert parse_offset("1732612345678-3") == (1732612345678, 3)
+    assert parse_offset(b"5-0") < parse_offset("5-1") < parse_offset("6-0")
+    assert format_offset((7, 2)) == "7-2"
+    for bad in ["", "abc", "1-", "-1", "1-2-3", "1.5-0", " 1-0", "99999999999999999999999-0"]:
+        with pytest.raises(InvalidOffset):
+            parse_offset(bad)
+
+
+def test_keys_share_one_prefix() -> None:
+    keys = Keys("ts")
+    names = [keys.stream("price_update"), keys.meta("price_update"), keys.types(),
+             keys.idempotency("price_update", "k"), keys.producer("price_update", "p"),
+             keys.health("gateway", "n1")]
+    assert all(name.startswith("ts:") for name in names)
+    assert len(set(names)) == len(names)
+    assert keys.event_type_of(b"ts:stream:price_update") == "price_update"
+
+
+def test_full_jitter_backoff_stays_under_a_growing_ceiling() -> None:
+    gen = delays(base=0.5, cap=30.0, rand=lambda: 1.0)
+    assert [next(gen) for _ in range(8)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
+    low = delays(base=0.5, cap=30.0, rand=lambda: 0.0)
+    assert next(low) == 0.0
+
+
+def test_backoff_resets_only_after_a_stable_connection() -> None:
+    backoff = Backoff(base=1, cap=100, stable_after=60, rand=lambda: 1.0)
+    assert [backoff.next_delay(now=0) for _ in range(3)] == [1, 2, 4]
+    backoff.connected(now=10)
+    assert backoff.next_delay(now=20) == 8  # up 10 s: not stable, keeps growing
+    backoff.connected(now=100)
+    assert backoff.next_delay(now=200) == 1  # up 100 s: stable, starts over

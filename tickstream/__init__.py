@@ -1,0 +1,1 @@
+"""The ``tickstream`` command: the composition root that may import every component."""

@@ -1,0 +1,70 @@
+"""``tickstream <command>``: one console script for every component.
+
+Each command lives in a module exposing ``configure_parser(parser)`` and ``run(args) -> int``;
+heavy imports happen inside ``run`` so ``--help`` stays fast. Errors a user can fix
+(:class:`~shared.errors.ConfigError`, invalid input) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from collections.abc import Sequence
+
+from shared.errors import ConfigError, TickstreamError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "ingestor": ("ingestor.cli", "the Binance ingestor"),
+    "gateway": ("gateway.cli", "one gateway (Starlette under uvicorn)"),
+    "simulator": ("simulator.cli", "a local Binance-compatible exchange"),
+    "up": ("tickstream.up", "the whole stack on one machine"),
+    "publish": ("tickstream.publish_cmd", "publish one event from the shell"),
+    "tail": ("tickstream.tail", "subscribe and print events as JSON lines"),
+}
+
+
+def _available() -> dict[str, tuple[str, str]]:
+    """The commands whose module is present (components land one by one)."""
+    found = {}
+    for name, (module, summary) in COMMANDS.items():
+        try:
+            if importlib.util.find_spec(module) is not None:
+                found[name] = (module, summary)
+        except ModuleNotFoundError:
+            continue
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tickstream",
+        description="Real-time events from producers to WebSocket clients through Redis Streams.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, summary) in _available().items():
+        cmd = sub.add_parser(name, help=summary, description=summary)
+        importlib.import_module(module).configure_parser(cmd)
+        cmd.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = importlib.import_module(args._module).run(args)
+        return code
+    except ConfigError as exc:
+        print(f"tickstream {args.command}: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except TickstreamError as exc:
+        print(f"tickstream {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
