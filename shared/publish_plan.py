@@ -9,9 +9,9 @@ atomically:
 1. If this producer's call sequence number was already recorded (a retry after a lost reply),
    return the offsets recorded then and write nothing.
 2. If the stream does not exist, record a new epoch in its meta hash and register the type.
-3. For each event (all of them travel in ``ARGV[9]`` as one msgpack array of
-   ``[idempotency key name or "", data, symbol, user]``): an idempotency key seen within its window returns the first offset;
-   otherwise ``XADD`` (trimming by count) and remember the key.
+3. For each event (they all travel in ``ARGV[9]``, one msgpack array of
+   ``[idempotency key name or "", data, symbol, user]``): an idempotency key seen within its
+   window returns the first offset; otherwise ``XADD`` (trimming by count), remember the key.
 4. Trim by age (``XTRIM MINID ~``), record the call's result under its sequence number, and
    forget the records of calls the producer no longer has in flight.
 """
