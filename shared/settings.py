@@ -198,6 +198,15 @@ def from_args(
         raise ConfigError(str(exc)) from None
 
 
+def coerce_secrets(obj: Any) -> None:
+    """Wrap plain strings given for ``Secret`` fields (direct construction in code and tests)."""
+    hints = typing.get_type_hints(type(obj))
+    for field in dataclasses.fields(obj):
+        value = getattr(obj, field.name)
+        if hints.get(field.name) is Secret and isinstance(value, str) and not isinstance(value, Secret):
+            object.__setattr__(obj, field.name, Secret(value))
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class CommonSettings:
     """What every component reads."""
@@ -213,6 +222,7 @@ class CommonSettings:
     log_level: str = setting("INFO", env="LOG_LEVEL", help="DEBUG, INFO, WARNING or ERROR")
 
     def __post_init__(self) -> None:
+        coerce_secrets(self)
         if not re.match(r"^(redis|rediss|unix)://", self.redis_url):
             raise ValueError("REDIS_URL: expected redis://, rediss:// or unix://")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

@@ -1,0 +1,71 @@
+"""Prometheus metrics of one gateway process (``/metrics``).
+
+Hot-path counts (messages, bytes, deliveries) are kept as plain integers by the writer and hub
+and folded into the registry when it is scraped, so the fan-out never touches a metric lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _Live(Collector):
+    def __init__(self, read: Callable[[], dict[str, float]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        values = self._read()
+        yield GaugeMetricFamily("tickstream_connections", "open WebSocket connections",
+                                value=values["connections"])
+        yield GaugeMetricFamily("tickstream_subscriptions", "active subscriptions",
+                                value=values["subscriptions"])
+        yield CounterMetricFamily("tickstream_messages_sent", "messages sent to clients",
+                                  value=values["messages_sent"])
+        yield CounterMetricFamily("tickstream_frames_sent", "WebSocket frames sent to clients",
+                                  value=values["frames_sent"])
+        yield CounterMetricFamily("tickstream_bytes_sent", "payload bytes sent to clients",
+                                  value=values["bytes_sent"])
+        yield CounterMetricFamily("tickstream_deliveries", "events offered to subscriptions",
+                                  value=values["deliveries"])
+        yield GaugeMetricFamily("tickstream_reader_lag_seconds",
+                                "age of the newest event the reader handed out when it did",
+                                value=values["reader_lag"])
+        yield GaugeMetricFamily("tickstream_reader_last_read_age_seconds",
+                                "seconds since the stream reader last completed a read",
+                                value=values["reader_age"])
+
+
+class GatewayMetrics:
+    def __init__(self, live: Callable[[], dict[str, float]]) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events_read = Counter("tickstream_events_read", "events read from Redis", ["event_type"],
+                                   registry=r)
+        self.closes = Counter("tickstream_connection_closes", "connections closed by the server",
+                              ["code"], registry=r)
+        self.slow_consumers = Counter("tickstream_slow_consumer_closes",
+                                      "connections closed with 4008", registry=r)
+        self.client_errors = Counter("tickstream_client_errors", "error replies sent", ["code"],
+                                     registry=r)
+        self.replays = Counter("tickstream_replays", "subscriptions that replayed history",
+                               ["recovered"], registry=r)
+        self.replay_events = Histogram("tickstream_replay_events", "events delivered per replay",
+                                       buckets=(0, 1, 10, 100, 1000, 10_000, 100_000, 1_000_000),
+                                       registry=r)
+        self.latency = Histogram("tickstream_publish_to_send_seconds",
+                                 "time from Redis accepting an event to the gateway sending it "
+                                 "(oldest event of each frame)", buckets=LATENCY_BUCKETS, registry=r)
+        self.gaps = Counter("tickstream_reader_gaps", "streams found trimmed or re-created under the "
+                            "reader", ["event_type"], registry=r)
+        self.reader_errors = Counter("tickstream_reader_errors", "stream reader failures", registry=r)
+        self.publishes = Counter("tickstream_http_published", "events published over HTTP",
+                                 registry=r)
+        self.heartbeat_timeouts = Gauge("tickstream_heartbeat_timeouts",
+                                        "connections closed with 4001 (since start)", registry=r)
+        r.register(_Live(live))

@@ -1,0 +1,104 @@
+"""Run the gateway under uvicorn: one process, or several sharing a port with SO_REUSEPORT.
+
+uvicorn does the WebSocket protocol (sans-I/O ``websockets`` underneath), pings every
+``HEARTBEAT_INTERVAL`` and, on SIGTERM, stops accepting, closes WebSockets with 1012 and waits
+``SHUTDOWN_GRACE`` before running the lifespan shutdown. The one change made to its WebSocket
+protocol: a ping left unanswered closes with 4001 (the contract's heartbeat timeout), not 1011.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from gateway.app import create_app
+from gateway.protocol import CLOSE_HEARTBEAT
+from gateway.settings import GatewaySettings
+
+log = logging.getLogger("tickstream.gateway.server")
+
+
+class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol, closing with 4001 when a ping goes unanswered."""
+
+    heartbeat_timeouts = 0
+
+    def keepalive_timeout(self) -> None:
+        self.pong_timer = None
+        self.pending_ping_payload = None
+        if self.close_sent or self.transport.is_closing():
+            return
+        GatewayWebSocketProtocol.heartbeat_timeouts += 1
+        self.conn.fail(CLOSE_HEARTBEAT, "heartbeat timeout")
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.transport.close()
+
+
+def bind(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def config(settings: GatewaySettings, **overrides: Any) -> uvicorn.Config:
+    options: dict[str, Any] = {
+        "ws": GatewayWebSocketProtocol,
+        "ws_max_size": settings.max_frame_bytes,
+        "ws_ping_interval": settings.heartbeat_interval,
+        "ws_ping_timeout": settings.heartbeat_timeout,
+        "ws_per_message_deflate": settings.ws_compression,
+        "lifespan": "on",
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": int(max(1, settings.shutdown_grace)),
+        "loop": "uvloop",
+        "http": "httptools",
+    }
+    options.update(overrides)
+    return uvicorn.Config(create_app(settings), **options)
+
+
+def serve(settings: GatewaySettings, *, reuse_port: bool = True) -> None:
+    """Run one gateway process until SIGTERM/SIGINT."""
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    sock = bind(settings.host, settings.port, reuse_port)
+    server = uvicorn.Server(config(settings))
+    log.info("gateway %s listening on %s:%d", settings.node, settings.host, settings.port)
+    server.run(sockets=[sock])
+
+
+def serve_workers(settings: GatewaySettings, argv: list[str]) -> int:
+    """Start ``workers`` gateway processes on one port and forward signals to them."""
+    children = []
+    env = dict(os.environ, WORKERS="1", NODE_ID="")
+    for index in range(settings.workers):
+        node = f"{settings.node}-w{index}" if settings.node else ""
+        child_env = dict(env, NODE_ID=node)
+        children.append(subprocess.Popen([sys.executable, "-m", "tickstream.cli", "gateway", *argv,
+                                          "--workers", "1"], env=child_env))
+
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [child.wait() for child in children]
+    return max(codes, default=0)

@@ -1,0 +1,109 @@
+"""Gateway settings: CONTRACT section 1 plus what an operator tunes behind it."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+from shared.publisher import PublishSettings
+from shared.settings import Secret, parse_duration, parse_size, setting
+
+
+def _default_node() -> str:
+    return f"{socket.gethostname()[:24]}-{os.getpid()}-{os.urandom(2).hex()}"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings(PublishSettings):
+    host: str = setting("127.0.0.1", env="HOST", help="address to listen on")
+    port: int = setting(8080, env="PORT", help="TCP port to listen on")
+    workers: int = setting(1, env="WORKERS", help="gateway processes sharing the port (SO_REUSEPORT)")
+    node: str = setting("", env="NODE_ID", help="this process's node id (default: host-pid-random)")
+    jwt_secret: Secret = setting(Secret(""), env="JWT_SECRET", help="HS256 secret for client tokens")
+    jwt_public_key: Secret = setting(
+        Secret(""), env="JWT_PUBLIC_KEY",
+        help="PEM public key (or @path to one) for RS256/ES256 tokens",
+    )
+    jwt_audience: str = setting("", env="JWT_AUDIENCE", help="required 'aud' claim, if set")
+    jwt_issuer: str = setting("", env="JWT_ISSUER", help="required 'iss' claim, if set")
+    heartbeat_interval: float = setting(
+        30.0, env="HEARTBEAT_INTERVAL", parse=parse_duration,
+        help="seconds between WebSocket pings; also the idle time before a heartbeat message",
+    )
+    heartbeat_timeout: float = setting(
+        10.0, env="HEARTBEAT_TIMEOUT", parse=parse_duration,
+        help="seconds a client has to answer a ping before it is closed with 4001",
+    )
+    allowed_origins: tuple[str, ...] = setting(
+        (), env="ALLOWED_ORIGINS", help="comma list of allowed Origin values; empty allows any",
+    )
+    max_connections: int = setting(10000, env="MAX_CONNECTIONS", help="connections per process")
+    max_subscriptions: int = setting(100, env="MAX_SUBSCRIPTIONS", help="subscriptions per connection")
+    client_rate_limit: float = setting(
+        50.0, env="CLIENT_RATE_LIMIT", help="client messages per second per connection",
+    )
+    slow_client_max_bytes: int = setting(
+        4 * 1024 * 1024, env="SLOW_CLIENT_MAX_BYTES", parse=parse_size,
+        help="outgoing queue per connection before it is closed with 4008",
+    )
+    max_message_bytes: int = setting(
+        64 * 1024, env="MAX_MESSAGE_BYTES", parse=parse_size,
+        help="largest client message accepted (larger: too_large error)",
+    )
+    max_frame_bytes: int = setting(
+        1024 * 1024, env="MAX_FRAME_BYTES", parse=parse_size,
+        help="largest WebSocket frame accepted (larger: close 1009)",
+    )
+    replay_max_events: int = setting(
+        200_000, env="REPLAY_MAX_EVENTS",
+        help="most events one subscribe may replay; more is answered recovered:false",
+    )
+    replay_page: int = setting(1000, env="REPLAY_PAGE", help="XRANGE page size during replay")
+    reader_count: int = setting(1000, env="READER_COUNT", help="entries per XREAD and stream")
+    reader_block: float = setting(
+        1.0, env="READER_BLOCK", parse=parse_duration,
+        help="longest a blocking XREAD waits (new event types are found between reads)",
+    )
+    reader_stale_after: float = setting(
+        10.0, env="READER_STALE_AFTER", parse=parse_duration,
+        help="/readyz fails when the stream reader has not completed a read for this long",
+    )
+    shutdown_grace: float = setting(
+        10.0, env="SHUTDOWN_GRACE", parse=parse_duration,
+        help="on SIGTERM, how long clients get to go before the process exits",
+    )
+    admin_role: str = setting("admin", env="ADMIN_ROLE", help="role that receives every user's events")
+    publisher_role: str = setting(
+        "publisher", env="PUBLISHER_ROLE", help="role allowed to POST /api/publish",
+    )
+    ws_compression: bool = setting(
+        False, env="WS_COMPRESSION", help="offer permessage-deflate (costs CPU per connection)",
+    )
+
+    def __post_init__(self) -> None:
+        PublishSettings.__post_init__(self)
+        if not 0 < self.port < 65536:
+            raise ValueError(f"PORT: {self.port} is not a TCP port")
+        if self.workers < 1:
+            raise ValueError("WORKERS: must be at least 1")
+        if self.heartbeat_interval <= 0 or self.heartbeat_timeout <= 0:
+            raise ValueError("HEARTBEAT_INTERVAL and HEARTBEAT_TIMEOUT must be positive")
+        if self.jwt_secret and self.jwt_public_key:
+            raise ValueError("set JWT_SECRET or JWT_PUBLIC_KEY, not both")
+        if self.client_rate_limit <= 0 or self.max_subscriptions < 1 or self.max_connections < 1:
+            raise ValueError("CLIENT_RATE_LIMIT, MAX_SUBSCRIPTIONS and MAX_CONNECTIONS must be positive")
+        if self.max_message_bytes > self.max_frame_bytes:
+            raise ValueError("MAX_MESSAGE_BYTES cannot exceed MAX_FRAME_BYTES")
+        if not self.node:
+            object.__setattr__(self, "node", _default_node())
+
+    def public_key_pem(self) -> str:
+        key = self.jwt_public_key.reveal()
+        if key.startswith("@"):
+            try:
+                with open(key[1:], encoding="utf-8") as handle:
+                    return handle.read()
+            except OSError as exc:
+                raise ValueError(f"JWT_PUBLIC_KEY: cannot read {key[1:]}: {exc}") from None
+        return key.replace("\\n", "\n")
