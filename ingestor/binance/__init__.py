@@ -1,0 +1,1 @@
+"""Sans-I/O Binance Spot protocol code: messages, parsing, stream names, errors."""
