@@ -28,6 +28,7 @@ class StreamState:
     epoch: str  # "" when the stream was never published to
     first: Offset | None  # None when nothing is retained
     last: Offset  # (0, 0) when nothing was ever written
+    trimmed: bool = True  # False when every entry ever added is still retained
 
     @property
     def earliest(self) -> str:
@@ -35,7 +36,7 @@ class StreamState:
         return format_offset(self.first if self.first is not None else self.last)
 
 
-EMPTY = StreamState("", None, (0, 0))
+EMPTY = StreamState("", None, (0, 0), trimmed=False)
 
 
 @dataclass(slots=True)
@@ -129,7 +130,7 @@ class RedisBroker:
             if isinstance(epoch, Exception):
                 raise epoch
             if isinstance(info, ResponseError):  # no such stream
-                out[event_type] = EMPTY if not epoch else StreamState(epoch.decode(), None, (0, 0))
+                out[event_type] = EMPTY if not epoch else StreamState(epoch.decode(), None, (0, 0), True)
                 continue
             if isinstance(info, Exception):
                 raise info
@@ -138,6 +139,7 @@ class RedisBroker:
                 epoch.decode() if epoch else "",
                 parse_offset(first[0]) if first else None,
                 _pos(info.get("last-generated-id")) or (0, 0),
+                trimmed=int(info.get("entries-added", 0)) > int(info.get("length", 0)),
             )
         return out
 

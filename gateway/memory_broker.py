@@ -18,13 +18,14 @@ from shared.offsets import Offset, format_offset
 
 
 class _Stream:
-    __slots__ = ("entries", "epoch", "last", "positions")
+    __slots__ = ("entries", "epoch", "last", "positions", "removed")
 
     def __init__(self) -> None:
         self.entries: list[Entry] = []
         self.positions: list[Offset] = []
         self.epoch = os.urandom(6).hex()
         self.last: Offset = (0, 0)
+        self.removed = 0
 
 
 class MemoryBroker:
@@ -47,6 +48,7 @@ class MemoryBroker:
         stream.positions.append(pos)
         if len(stream.entries) > self.max_len:
             del stream.entries[0], stream.positions[0]
+            stream.removed += 1
         async with self._changed:
             self._changed.notify_all()
         return offset
@@ -102,7 +104,7 @@ class MemoryBroker:
         if stream is None:
             return EMPTY
         first = stream.positions[0] if stream.positions else None
-        return StreamState(stream.epoch, first, stream.last)
+        return StreamState(stream.epoch, first, stream.last, trimmed=stream.removed > 0)
 
     async def states(self, event_types: list[str]) -> dict[str, StreamState]:
         return {t: await self.state(t) for t in event_types}

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -48,6 +49,19 @@ class StreamReader:
         self.lag = 0.0
         self.connected = False
         self._started = False
+        self._watched = asyncio.Event()
+
+    def watch(self, event_type: str) -> None:
+        """A client subscribed to ``event_type``: read it even if no event exists yet.
+
+        XREAD blocks on a stream that does not exist yet, so the first event published to a
+        brand-new type is read at once instead of at the next discovery pass. An unknown type
+        is read from its beginning: it is new, or at most a discovery interval old.
+        """
+        if event_type not in self.positions:
+            self.positions[event_type] = (0, 0)
+            self.epochs.setdefault(event_type, "")
+            self._watched.set()
 
     async def run(self) -> None:
         backoff = Backoff(base=0.1, cap=5.0, stable_after=10.0)
@@ -82,9 +96,11 @@ class StreamReader:
             if now >= next_epochs:
                 await self._check(list(self.positions))
                 next_epochs = now + EPOCH_CHECK
-            if not self.positions:
+            if not self.positions:  # nothing to read yet: wait for a type or a subscriber
                 self.last_ok = time.monotonic()
-                await asyncio.sleep(TYPES_REFRESH)
+                self._watched.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._watched.wait(), TYPES_REFRESH)
                 continue
             block = min(self.block_ms, int(TYPES_REFRESH * 1000))
             batches = await self.broker.read(self.positions, self.count, block)

@@ -36,6 +36,8 @@ def can_recover(since: Offset, client_epoch: str | None, state: StreamState) -> 
         return True  # the client has seen the newest event: nothing to replay
     if since > state.last:
         return False  # an offset from a previous life of the stream
+    if not state.trimmed:
+        return True  # every entry ever written is still retained
     return state.first is not None and since >= _before(state.first)
 
 

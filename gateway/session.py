@@ -251,6 +251,7 @@ class Session:
         sub = Subscription(self, command.event_type, command.symbols)
         self.subs[command.event_type] = sub
         self.node.hub.index(sub)  # from here on, live events are captured
+        self.node.reader.watch(command.event_type)
         task = asyncio.create_task(self._start(sub, command))
         self._pending[command.event_type] = task
         task.add_done_callback(partial(self._settled, command.event_type))

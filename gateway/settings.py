@@ -62,7 +62,7 @@ class GatewaySettings(PublishSettings):
     replay_page: int = setting(1000, env="REPLAY_PAGE", help="XRANGE page size during replay")
     reader_count: int = setting(1000, env="READER_COUNT", help="entries per XREAD and stream")
     reader_block: float = setting(
-        1.0, env="READER_BLOCK", parse=parse_duration,
+        0.5, env="READER_BLOCK", parse=parse_duration,
         help="longest a blocking XREAD waits (new event types are found between reads)",
     )
     reader_stale_after: float = setting(

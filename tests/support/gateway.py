@@ -140,6 +140,9 @@ class Client:
 
     @classmethod
     async def open(cls, url: str, **kwargs: Any) -> Client:
+        # No client-side queue cap: a test that stops reading must still see the close echo.
+        kwargs.setdefault("max_queue", None)
+        kwargs.setdefault("close_timeout", 2)
         client = cls(await connect(url, **kwargs))
         welcome = await client.control("welcome")
         assert welcome["protocol"] == 1

@@ -13,7 +13,7 @@ T = TypeVar("T")
 
 async def until(
     condition: Callable[[], T | Awaitable[T]],
-    timeout: float = 10.0,  # noqa: ASYNC109 - a deadline for polling, not a cancel scope
+    timeout: float = 10.0,
     what: str = "condition",
     interval: float = 0.01,
 ) -> T:

@@ -1,0 +1,106 @@
+"""Bad input gets a clear error and the connection keeps working; limits close with their codes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from websockets.asyncio.client import connect
+
+from shared.publisher import AsyncPublisher
+from tests.gateway.test_auth import closed_with
+from tests.support.gateway import Client, InProcessGateway, running_gateway
+
+
+async def test_each_bad_message_is_answered_and_the_connection_stays_usable(
+    gw: InProcessGateway, pub: AsyncPublisher
+) -> None:
+    client = await Client.open(gw.url)
+    await client.subscribe("custom")
+    bad = [
+        ("{not json", "bad_request"),
+        ('"just a string"', "bad_request"),
+        ('{"op":"fly","id":9}', "unknown_op"),
+        ('{"op":"subscribe","event_type":42}', "bad_request"),
+        ('{"op":"subscribe","event_type":"custom","since":"yesterday"}', "invalid_offset"),
+        ('{"op":"subscribe","event_type":"custom","last":"ten"}', "bad_request"),
+    ]
+    for frame, code in bad:
+        await client.ws.send(frame)
+        error = await client.control("error")
+        assert error["code"] == code, (frame, error)
+        assert error["message"]
+    await client.ws.send(b"\xff\x00\x13garbage")  # binary garbage on a JSON connection
+    assert (await client.control("error"))["code"] == "bad_request"
+    offset = await pub.publish("custom", {"still": "subscribed"})
+    assert [e["offset"] for e in await client.events_until(1)] == [offset]
+    await client.close()
+
+
+async def test_message_over_64_kib_is_refused_with_too_large(gw: InProcessGateway) -> None:
+    client = await Client.open(gw.url)
+    await client.send({"op": "ping", "pad": "x" * 70_000})
+    error = await client.control("error")
+    assert error["code"] == "too_large"
+    await client.send({"op": "ping", "id": 1})
+    assert (await client.control("pong"))["id"] == 1
+    await client.close()
+
+
+async def test_frame_over_1_mib_closes_with_1009(gw: InProcessGateway) -> None:
+    async with connect(gw.url, max_size=None) as ws:
+        await ws.recv()
+        await ws.send("x" * (1024 * 1024 + 10))
+        assert await closed_with(ws) == 1009
+
+
+async def test_rate_limit_then_policy_close(redis_url: str) -> None:
+    async with running_gateway(redis_url, client_rate_limit=5.0) as gw:
+        client = await Client.open(gw.url)
+        for _ in range(6):
+            await client.send({"op": "ping"})
+        assert (await client.control("error"))["code"] == "rate_limited"
+        for _ in range(40):  # sustained abuse
+            await client.send({"op": "ping"})
+        assert await closed_with(client.ws) == 1008
+
+
+async def test_origin_not_allowed_closes_with_4403(redis_url: str) -> None:
+    async with running_gateway(redis_url, allowed_origins=("https://app.example",)) as gw:
+        async with connect(gw.url, origin="https://evil.example") as ws:  # type: ignore[arg-type]
+            assert await closed_with(ws) == 4403
+        ok = await Client.open(gw.url, origin="https://app.example")
+        await ok.close()
+
+
+async def test_connection_cap_closes_with_1013(redis_url: str) -> None:
+    async with running_gateway(redis_url, max_connections=2) as gw:
+        first, second = await Client.open(gw.url), await Client.open(gw.url)
+        async with connect(gw.url) as ws:
+            assert await closed_with(ws) == 1013
+        await first.close()
+        await second.close()
+
+
+async def test_subscription_limit(redis_url: str) -> None:
+    async with running_gateway(redis_url, max_subscriptions=2) as gw:
+        client = await Client.open(gw.url)
+        await client.subscribe("a")
+        await client.subscribe("b")
+        await client.send({"op": "subscribe", "id": 3, "event_type": "c"})
+        error = await client.control("error")
+        assert error["code"] == "forbidden" and "at most 2" in error["message"]
+        await client.subscribe("b", symbols=["BTCUSDT"])  # replacing one is fine
+        await client.close()
+
+
+async def test_msgpack_client_gets_errors_in_msgpack(gw: InProcessGateway) -> None:
+    import msgpack
+
+    async with connect(gw.url, subprotocols=["tickstream.msgpack"]) as ws:  # type: ignore[list-item]
+        await ws.recv()
+        await ws.send(b"\xc1")
+        error = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 5))
+        assert error["type"] == "error" and error["code"] == "bad_request"
+        await ws.send(orjson.dumps({"op": "ping", "id": 5}).decode())  # JSON text still accepted
+        assert msgpack.unpackb(await asyncio.wait_for(ws.recv(), 5))["type"] == "pong"
