@@ -40,7 +40,8 @@ class Node:
         self.auth = Authenticator(settings)
         self.metrics = GatewayMetrics(self._live_values)
         self.reader = StreamReader(self.broker, self.hub, self.metrics,
-                                   count=settings.reader_count, block=settings.reader_block)
+                                   count=settings.reader_count, block=settings.reader_block,
+                                   epoch_check=settings.reader_epoch_check)
         self.publisher: AsyncPublisher | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = time.monotonic()

@@ -33,13 +33,15 @@ log = logging.getLogger("tickstream.gateway.reader")
 
 TYPES_REFRESH = 1.0  # seconds between looks for new event types
 EPOCH_CHECK = 5.0  # seconds between epoch checks while all is well
+DISPATCH_CHUNK = 128  # entries handed to the hub before writers get a turn
 
 
 class StreamReader:
     def __init__(
         self, broker: Broker, hub: Hub, metrics: GatewayMetrics, *, count: int = 1000,
-        block: float = 1.0,
+        block: float = 1.0, epoch_check: float = EPOCH_CHECK,
     ) -> None:
+        self.epoch_check = epoch_check
         self.broker, self.hub, self.metrics = broker, hub, metrics
         self.count = count
         self.block_ms = max(1, int(block * 1000))
@@ -62,6 +64,11 @@ class StreamReader:
             self.positions[event_type] = (0, 0)
             self.epochs.setdefault(event_type, "")
             self._watched.set()
+
+    def note_epoch(self, event_type: str, epoch: str) -> None:
+        """A subscriber was told ``epoch``: if the reader had none yet, it is the one to keep."""
+        if epoch and not self.epochs.get(event_type):
+            self.epochs[event_type] = epoch
 
     async def run(self) -> None:
         backoff = Backoff(base=0.1, cap=5.0, stable_after=10.0)
@@ -95,7 +102,7 @@ class StreamReader:
                 next_types = now + TYPES_REFRESH
             if now >= next_epochs:
                 await self._check(list(self.positions))
-                next_epochs = now + EPOCH_CHECK
+                next_epochs = now + self.epoch_check
             if not self.positions:  # nothing to read yet: wait for a type or a subscriber
                 self.last_ok = time.monotonic()
                 self._watched.clear()
@@ -109,13 +116,18 @@ class StreamReader:
             for event_type, entries in batches:
                 if not entries:
                     continue
+                if not self.epochs.get(event_type):
+                    full.append(event_type)  # read before its epoch was known: learn it now
                 self.positions[event_type] = entries[-1].pos
                 self.metrics.events_read.labels(event_type).inc(len(entries))
                 self.lag = max(0.0, time.time() - entries[-1].pos[0] / 1000)
-                self.hub.dispatch(event_type, entries)
+                for start in range(0, len(entries), DISPATCH_CHUNK):
+                    self.hub.dispatch(event_type, entries[start:start + DISPATCH_CHUNK])
+                    if len(entries) > DISPATCH_CHUNK:
+                        await asyncio.sleep(0)  # writers drain between chunks of a large read
                 if len(entries) >= self.count:
                     full.append(event_type)
-            if full:  # we are behind: make sure nothing we had not read was trimmed
+            if full:  # behind, or epoch unknown: make sure nothing we had not read was lost
                 await self._check(full)
             await asyncio.sleep(0)  # let writers run between large reads
 

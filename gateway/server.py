@@ -80,6 +80,10 @@ def serve(settings: GatewaySettings, *, reuse_port: bool = True) -> None:
     sock = bind(settings.host, settings.port, reuse_port)
     server = uvicorn.Server(config(settings))
     log.info("gateway %s listening on %s:%d", settings.node, settings.host, settings.port)
+    # uvicorn re-raises the signal that stopped it once it is done; with these handlers in place
+    # that re-raise is a no-op, so a drained gateway exits with status 0.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
     server.run(sockets=[sock])
 
 

@@ -267,6 +267,7 @@ class Session:
 
     async def _start(self, sub: Subscription, command: p.Subscribe) -> None:
         state = await self._with_retry(lambda: self.node.broker.state(sub.event_type))
+        self.node.reader.note_epoch(sub.event_type, state.epoch)
         reply: dict[str, Any] = {"type": "subscribed", "event_type": sub.event_type,
                                  "epoch": state.epoch}
         metrics = self.node.metrics

@@ -65,6 +65,10 @@ class GatewaySettings(PublishSettings):
         0.5, env="READER_BLOCK", parse=parse_duration,
         help="longest a blocking XREAD waits (new event types are found between reads)",
     )
+    reader_epoch_check: float = setting(
+        5.0, env="READER_EPOCH_CHECK", parse=parse_duration,
+        help="seconds between checks that no stream was re-created or trimmed under the reader",
+    )
     reader_stale_after: float = setting(
         10.0, env="READER_STALE_AFTER", parse=parse_duration,
         help="/readyz fails when the stream reader has not completed a read for this long",

@@ -7,23 +7,13 @@ import random
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
 from shared.events import Event
 from shared.publisher import AsyncPublisher
-from tests.support.gateway import Client, InProcessGateway, running_gateway, token
+from tests.support.gateway import Client, InProcessGateway, closed_with, running_gateway, token
 
 TRADE = {"trade_id": "t", "symbol": "BTCUSDT", "type": "LONG", "entry_price": 1.0, "quantity": 1.0,
          "leverage": 2}
-
-
-async def closed_with(ws: object, timeout: float = 10) -> int:
-    try:
-        while True:
-            await asyncio.wait_for(ws.recv(), timeout)  # type: ignore[attr-defined]
-    except ConnectionClosed as exc:
-        assert exc.rcvd is not None, "closed without a close frame"
-        return exc.rcvd.code
 
 
 async def test_private_events_reach_only_their_user_and_admins(

@@ -8,8 +8,7 @@ import orjson
 from websockets.asyncio.client import connect
 
 from shared.publisher import AsyncPublisher
-from tests.gateway.test_auth import closed_with
-from tests.support.gateway import Client, InProcessGateway, running_gateway
+from tests.support.gateway import Client, InProcessGateway, closed_with, running_gateway
 
 
 async def test_each_bad_message_is_answered_and_the_connection_stays_usable(

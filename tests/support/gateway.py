@@ -15,8 +15,10 @@ from typing import Any
 import httpx
 import jwt
 import orjson
+import pytest
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from gateway.server import bind, config
 from gateway.settings import GatewaySettings
@@ -182,3 +184,15 @@ class Client:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+async def closed_with(ws: ClientConnection, timeout: float = 10) -> int:
+    """Read until the server closes the connection; return the close code it sent."""
+    async def drain() -> None:
+        while True:
+            await asyncio.wait_for(ws.recv(), timeout)
+
+    with pytest.raises(ConnectionClosed) as info:
+        await drain()
+    assert info.value.rcvd is not None, "closed without a close frame"
+    return info.value.rcvd.code
