@@ -41,7 +41,9 @@ async def test_slow_consumer_is_closed_with_4008_and_others_get_everything(
         await fast.close()
 
 
-async def test_idle_connection_gets_heartbeats_and_a_deaf_one_is_closed_with_4001(redis_url: str) -> None:
+async def test_idle_connection_gets_heartbeats_and_a_deaf_one_is_closed_with_4001(
+    redis_url: str,
+) -> None:
     async with running_gateway(redis_url, heartbeat_interval=1.0, heartbeat_timeout=1.0) as gw:
         client = await Client.open(gw.url)
         heartbeat = await client.control("heartbeat", timeout=5)
@@ -116,7 +118,9 @@ async def test_resume_on_another_gateway_misses_nothing_and_doubles_nothing(
         await resumed.close()
 
 
-async def test_gateway_sigkill_mid_stream_clients_resume_elsewhere(redis_url: str, pub: AsyncPublisher) -> None:
+async def test_gateway_sigkill_mid_stream_clients_resume_elsewhere(
+    redis_url: str, pub: AsyncPublisher
+) -> None:
     doomed, survivor = GatewayProcess(redis_url), GatewayProcess(redis_url)
     await asyncio.gather(doomed.start(), survivor.start())
     try:

@@ -88,3 +88,25 @@ async def _not_ready(stack: Stack) -> dict[str, Any] | None:
 
 async def _ready(stack: Stack) -> bool:
     return (await ready_body(stack))["http_status"] == 200
+
+
+async def test_full_buffer_drops_superseded_book_state_before_any_trade(private_redis: RedisServer) -> None:
+    async with running(private_redis.url, feeds=("trades", "book_ticker", "orderbook"),
+                       buffer_max_events=300) as stack:
+        await stack.wait_trades("BTCUSDT", 5)
+        await until(lambda: stack.last_book("BTCUSDT"), 10, "a book")
+        await asyncio.to_thread(private_redis.stop)
+        await until(lambda: _dropped(stack, 20), 15, "20 events dropped from the full buffer")
+        await asyncio.to_thread(private_redis.start)
+        stack.pause_market()
+        for symbol in SYMBOLS:
+            await until(lambda s=symbol: stack.caught_up(s), 15, f"{symbol} caught up after Redis")
+            assert_contiguous(await stack.trade_ids(symbol), f"{symbol} trade ids")
+        assert await stack.metric(DROPPED, event_type="price_update") == 0
+        state_dropped = (await stack.metric(DROPPED, event_type="orderbook_update")
+                         + await stack.metric(DROPPED, event_type="market_data"))
+        assert state_dropped >= 20
+        # What remains of the books is in order, newest last.
+        ids = [d["last_update_id"] for _, d in await stack.events("orderbook_update")
+               if d["symbol"] == "BTCUSDT"]
+        assert ids == sorted(ids)
