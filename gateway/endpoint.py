@@ -97,7 +97,8 @@ class WebSocketEndpoint:
                 pass
 
         client = scope.get("client") or ("?", 0)
-        session = Session(node, send_frame, close, p.MSGPACK_WIRE if binary else p.JSON_WIRE,
+        send_now = (scope.get("extensions") or {}).get(p.SEND_NOW)
+        session = Session(node, send_frame, close, send_now, p.MSGPACK_WIRE if binary else p.JSON_WIRE,
                           batch=batch, batch_ms=batch_ms, principal=principal,
                           remote=f"{client[0]}:{client[1]}")
         node.hub.add(session)

@@ -10,7 +10,7 @@ is queued for every recipient.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from gateway.broker import Entry
@@ -54,6 +54,32 @@ class Encoded:
 
     def wire(self, binary: bool) -> str | bytes:
         return self.msgpack() if binary else self.json()
+
+
+class Batch:
+    """Consecutive public events of one type, as shared wire lists (built once, on demand).
+
+    Every subscription that takes the whole batch receives the same list object and the same
+    byte count: fan-out costs one list append per subscriber, not one per event.
+    """
+
+    __slots__ = ("_json", "_msgpack", "events")
+
+    def __init__(self, events: list[Encoded]) -> None:
+        self.events = events
+        self._json: tuple[list[str | bytes], int] | None = None
+        self._msgpack: tuple[list[str | bytes], int] | None = None
+
+    def frames(self, binary: bool) -> tuple[list[str | bytes], int]:
+        if binary:
+            if self._msgpack is None:
+                items: list[str | bytes] = [e.msgpack() for e in self.events]
+                self._msgpack = (items, sum(map(len, items)))
+            return self._msgpack
+        if self._json is None:
+            items = [e.json() for e in self.events]
+            self._json = (items, sum(map(len, items)))
+        return self._json
 
 
 class _TypeIndex:
@@ -154,31 +180,72 @@ class Hub:
     # --- fan-out -----------------------------------------------------------------------------
 
     def dispatch(self, event_type: str, entries: list[Entry]) -> None:
-        """Offer each entry to every matching subscription, in order. Never raises."""
+        """Offer entries to every matching subscription, keeping each one's offset order.
+
+        Runs of public events go out as shared batches; a private event (rare) is offered on its
+        own, between the runs around it, so a user sees both kinds in offset order.
+        """
         idx = self._types.get(event_type)
         if idx is None:
             return
-        wildcard, by_symbol = idx.wildcard, idx.by_symbol
-        count = 0
+        run: list[Encoded] = []
         for item in entries:
             encoded = Encoded(item)
-            entry = item.entry
-            try:
-                if entry.user:
-                    count += self._dispatch_private(event_type, encoded)
-                    continue
-                for sub in wildcard.values():
-                    sub.offer(encoded)
-                count += len(wildcard)
-                if entry.symbol:
-                    bucket = by_symbol.get(entry.symbol)
-                    if bucket:
-                        for sub in bucket.values():
-                            sub.offer(encoded)
-                        count += len(bucket)
-            except CodecError as exc:
+            if item.entry.user:
+                if run:
+                    self._fanout(idx, run)
+                    run = []
+                self._guarded(self._dispatch_private, event_type, encoded)
+            else:
+                run.append(encoded)
+        if run:
+            self._fanout(idx, run)
+
+    def _guarded(self, fn: Callable[[str, Encoded], int], event_type: str, encoded: Encoded) -> None:
+        try:
+            self.deliveries += fn(event_type, encoded)
+        except CodecError as exc:
+            self.undecodable += 1
+            log.error("skipping undecodable entry: %s", exc)
+
+    def _fanout(self, idx: _TypeIndex, run: list[Encoded]) -> None:
+        try:
+            self._fanout_run(idx, run)
+        except CodecError:
+            if len(run) == 1:
                 self.undecodable += 1
-                log.error("skipping undecodable entry: %s", exc)
+                log.error("skipping undecodable entry %s %s", run[0].entry.event_type, run[0].entry.offset)
+                return
+            for single in run:  # find the bad one; the others still go out, in order
+                self._fanout(idx, [single])
+
+    def _fanout_run(self, idx: _TypeIndex, run: list[Encoded]) -> None:
+        count = 0
+        if idx.wildcard:
+            batch = Batch(run)
+            for sub in list(idx.wildcard.values()):
+                sub.offer_batch(batch)
+            count += len(run) * len(idx.wildcard)
+        if idx.by_symbol:
+            groups: dict[str, list[Encoded]] = {}
+            for encoded in run:
+                symbol = encoded.entry.symbol
+                if symbol and symbol in idx.by_symbol:
+                    groups.setdefault(symbol, []).append(encoded)
+            multi: set[Subscription] = set()
+            for symbol, events in groups.items():
+                batch = Batch(events)
+                for sub in list(idx.by_symbol[symbol].values()):
+                    if sub.symbols is not None and len(sub.symbols) > 1:
+                        multi.add(sub)
+                    else:
+                        sub.offer_batch(batch)
+                        count += len(events)
+            for sub in multi:  # several symbols: its own list, in stream order
+                wanted = sub.symbols or frozenset()
+                events = [e for e in run if e.entry.symbol in wanted]
+                sub.offer_batch(Batch(events))
+                count += len(events)
         self.deliveries += count
 
     def _dispatch_private(self, event_type: str, encoded: Encoded) -> int:

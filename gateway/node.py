@@ -21,6 +21,7 @@ from gateway.hub import Hub
 from gateway.metrics import GatewayMetrics
 from gateway.reader import StreamReader
 from gateway.settings import GatewaySettings
+from gateway.writer import Flusher
 from shared.keys import Keys
 from shared.publisher import AsyncPublisher
 from shared.redisconn import CONNECTION_ERRORS, async_client
@@ -37,6 +38,7 @@ class Node:
         self.keys = Keys(settings.key_prefix)
         self.broker: Broker = broker or RedisBroker(settings.redis_url, self.keys)
         self.hub = Hub()
+        self.flusher = Flusher()
         self.auth = Authenticator(settings)
         self.metrics = GatewayMetrics(self._live_values)
         self.reader = StreamReader(self.broker, self.hub, self.metrics,

@@ -23,6 +23,8 @@ PROTOCOL_VERSION = 1
 SUBPROTOCOL_JSON = "tickstream.json"
 SUBPROTOCOL_MSGPACK = "tickstream.msgpack"
 
+SEND_NOW = "tickstream.send_now"  # ASGI extension: synchronous frame writes (gateway/server.py)
+
 MAX_SYMBOLS = 1000
 MAX_LAST = 100_000
 

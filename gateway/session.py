@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import protocol as p
 from gateway.auth import AuthError, Principal
 from gateway.broker import Entry, StreamState
-from gateway.hub import Encoded
+from gateway.hub import Batch, Encoded
 from gateway.recovery import can_recover, merge, position_before
 from gateway.writer import Frame, Writer
 from shared.backoff import delays
@@ -52,17 +52,38 @@ class Subscription:
         self.buffer_bytes = 0
 
     def offer(self, event: Encoded) -> None:
-        """Called by the hub for every matching live event, in stream order."""
+        """One live event (private events come one by one), in stream order."""
         if self.recovering:
-            self.buffer.append(event)
-            self.buffer_bytes += len(event.entry.payload) + 64
-            if self.buffer_bytes > self.writer.max_bytes:
-                self.session.slow_consumer("live events piled up during a replay")
-            return
-        if event.pos > self.last:
+            self._buffer([event])
+        elif event.pos > self.last:
             self.last = event.pos
-            if not self.writer.push(event.wire(self.binary)):
+            item = event.wire(self.binary)
+            if not self.writer.push_many([item], len(item), event.ts):
                 self.session.slow_consumer("outgoing queue full")
+
+    def offer_batch(self, batch: Batch) -> None:
+        """A run of live events, in stream order; the wire list is shared with other subscribers."""
+        events = batch.events
+        if self.recovering:
+            self._buffer(events)
+            return
+        if events[0].pos > self.last:
+            items, size = batch.frames(self.binary)
+        else:  # overlaps what a replay already delivered: keep only the newer ones
+            events = [e for e in events if e.pos > self.last]
+            if not events:
+                return
+            items = [e.wire(self.binary) for e in events]
+            size = sum(map(len, items))
+        self.last = events[-1].pos
+        if not self.writer.push_many(items, size, events[0].ts):
+            self.session.slow_consumer("outgoing queue full")
+
+    def _buffer(self, events: list[Encoded]) -> None:
+        self.buffer.extend(events)
+        self.buffer_bytes += sum(len(e.entry.payload) for e in events) + 64 * len(events)
+        if self.buffer_bytes > self.writer.max_bytes:
+            self.session.slow_consumer("live events piled up during a replay")
 
     def matches(self, item: Entry) -> bool:
         return self.symbols is None or item.entry.symbol in self.symbols
@@ -74,6 +95,7 @@ class Session:
         node: Node,
         send: Callable[[Frame], Awaitable[None]],
         close: Callable[[int, str], Coroutine[Any, Any, None]],
+        send_now: Callable[[list[Frame]], bool] | None,
         wire: p.Wire,
         *,
         batch: bool,
@@ -89,7 +111,8 @@ class Session:
         self.remote = remote
         self.subs: dict[str, Subscription] = {}
         self.writer = Writer(send, wire, max_bytes=settings.slow_client_max_bytes, batch=batch,
-                             batch_ms=batch_ms)
+                             batch_ms=batch_ms, on_latency=node.metrics.latency.observe,
+                             send_now=send_now, flusher=node.flusher)
         self.log = conn_logger(log, self.id)
         self._close = close
         self._pending: dict[str, asyncio.Task[None]] = {}
@@ -303,9 +326,11 @@ class Session:
     def _go_live(self, sub: Subscription) -> None:
         """Deliver what was buffered during the replay, then switch to direct delivery."""
         buffered, sub.buffer, sub.buffer_bytes = sub.buffer, [], 0
-        for event in merge((), buffered, sub.last):
-            sub.last = event.pos
-            if not self.writer.push(event.wire(sub.binary)):
+        events = merge((), buffered, sub.last)
+        if events:
+            items = [event.wire(sub.binary) for event in events]
+            sub.last = events[-1].pos
+            if not self.writer.push_many(items, sum(map(len, items)), events[0].ts):
                 self.slow_consumer("outgoing queue full")
                 return
         sub.recovering = False
@@ -354,16 +379,14 @@ class Session:
         return found
 
     def _deliver(self, sub: Subscription, items: list[Entry]) -> int:
-        count = 0
-        binary, push = sub.binary, self.writer.push
-        for item in items:
-            if not sub.matches(item) or not self.can_see(item.entry.user):
-                continue
-            if not push(Encoded(item).wire(binary)):
-                self.slow_consumer("outgoing queue full during replay")
-                return count
-            count += 1
-        return count
+        """Queue replayed entries (one page) that this subscription may see."""
+        binary = sub.binary
+        frames = [Encoded(item).wire(binary) for item in items
+                  if sub.matches(item) and self.can_see(item.entry.user)]
+        if frames and not self.writer.push_many(frames, sum(map(len, frames))):
+            self.slow_consumer("outgoing queue full during replay")
+            return 0
+        return len(frames)
 
     async def _with_retry(self, call: Callable[[], Awaitable[Any]]) -> Any:
         """Redis calls made for a subscribe wait out a Redis outage (the connection stays)."""

@@ -1,11 +1,21 @@
-"""The per-connection writer: a bounded outgoing queue drained by one task.
+"""The per-connection writer: a bounded outgoing queue, flushed without a task switch.
 
-Everything a client receives goes through :meth:`Writer.push` (already-encoded frames, the
-same object for every subscriber of an event). The queue is bounded in bytes: a push that
-would pass ``max_bytes`` fails, and the session closes the connection with 4008 rather than
-drop events. The drain task sends one frame per message, or, in batch mode, packs everything
-pending into as few frames as the frame budget allows, optionally waiting ``batch_ms`` to let
-more arrive. A slow client only ever delays its own task.
+Everything a client receives goes through :meth:`Writer.push_many`: lists of already-encoded
+messages, usually the very list object every other subscriber of the same events received
+(nothing is copied per subscriber). The queue is bounded in bytes: a push that would pass
+``max_bytes`` fails, and the session closes the connection with 4008 rather than drop events.
+
+Flushing has two paths:
+
+* **fast** -- the writer is marked dirty with the node's :class:`Flusher`, which, one loop
+  callback later (or ``batch_ms`` later in batch mode), writes every dirty writer's frames with
+  one synchronous ``send_now`` each: one system call per connection per flush, no coroutine,
+  no task switch;
+* **slow** -- when ``send_now`` refuses (the client's transport is paused because it does not
+  read fast enough), the writer's own task takes over and awaits the ASGI ``send`` frame by
+  frame until the transport drains. A slow client only ever delays its own task.
+
+In batch mode the pending messages become as few frames as the frame budget allows.
 """
 
 from __future__ import annotations
@@ -13,102 +23,191 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from itertools import chain
 
 from gateway.protocol import Wire
 
 Frame = str | bytes
 SendFn = Callable[[Frame], Awaitable[None]]
+SendNowFn = Callable[[list[Frame]], bool]
+LatencyFn = Callable[[float], None]
 
 FRAME_BUDGET = 256 * 1024  # a batch frame is cut at about this many bytes
 
 
+class Flusher:
+    """Flushes dirty writers from one event-loop callback per delay (0 = the next iteration)."""
+
+    def __init__(self) -> None:
+        self._dirty: dict[float, list[Writer]] = {}
+
+    def mark(self, writer: Writer, delay: float) -> None:
+        group = self._dirty.get(delay)
+        if group is None:
+            group = self._dirty[delay] = []
+            loop = asyncio.get_running_loop()
+            if delay > 0:
+                loop.call_later(delay, self._flush, delay)
+            else:
+                loop.call_soon(self._flush, delay)
+        group.append(writer)
+
+    def _flush(self, delay: float) -> None:
+        for writer in self._dirty.pop(delay, ()):
+            writer.flush_now()
+
+
+Taken = tuple[list[Frame], int, int, int]  # frames, messages, bytes, oldest event ts
+
+
 class Writer:
     __slots__ = (
-        "_drained", "_pending", "_send", "_wake", "batch", "batch_delay", "bytes_sent", "closed",
-        "frames_sent", "last_activity", "max_bytes", "messages_sent", "pending_bytes", "wire",
+        "_busy", "_chunks", "_drained", "_flusher", "_inflight", "_oldest_ts", "_on_latency",
+        "_scheduled", "_send", "_send_now", "_stalled", "_wake", "batch", "batch_delay",
+        "bytes_sent", "closed", "frames_sent", "last_activity", "max_bytes", "messages_sent",
+        "pending_bytes", "pending_count", "wire",
     )
 
     def __init__(
-        self, send: SendFn, wire: Wire, *, max_bytes: int, batch: bool = False, batch_ms: float = 0.0
+        self, send: SendFn, wire: Wire, *, max_bytes: int, batch: bool = False,
+        batch_ms: float = 0.0, on_latency: LatencyFn | None = None,
+        send_now: SendNowFn | None = None, flusher: Flusher | None = None,
     ) -> None:
         self._send = send
+        self._send_now = send_now
+        self._flusher = flusher if send_now is not None else None
         self.wire = wire
         self.max_bytes = max_bytes
         self.batch = batch
-        self.batch_delay = batch_ms / 1000.0
-        self._pending: list[Frame] = []
-        self.pending_bytes = 0
+        self.batch_delay = batch_ms / 1000.0 if batch else 0.0
+        self._chunks: list[list[Frame]] = []
+        self.pending_bytes = 0  # queued, not yet taken for sending
+        self.pending_count = 0
+        self._oldest_ts = 0  # Redis time (ms) of the oldest queued event, 0 if none
+        self._stalled: Taken | None = None  # frames the fast path could not write
+        self._inflight = 0  # bytes taken and not yet written (stalled or being awaited)
+        self._on_latency = on_latency
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
+        self._busy = False  # the task is sending (slow path): the flusher keeps off
+        self._scheduled = False
         self.closed = False
         self.last_activity = time.monotonic()
         self.frames_sent = self.messages_sent = self.bytes_sent = 0
 
-    def push(self, item: Frame) -> bool:
-        """Queue one encoded message; False when the byte limit would be passed."""
-        size = len(item)
-        if self.pending_bytes + size > self.max_bytes:
-            return False
-        self._pending.append(item)
-        self.pending_bytes += size
-        if not self._wake.is_set():
-            self._wake.set()
-            self._drained.clear()
-        return True
+    @property
+    def queued_bytes(self) -> int:
+        return self.pending_bytes + self._inflight
 
-    def room(self) -> int:
-        return self.max_bytes - self.pending_bytes
+    def push(self, item: Frame) -> bool:
+        """Queue one encoded control message."""
+        return self.push_many([item], len(item))
+
+    def push_many(self, items: list[Frame], size: int, ts: int = 0) -> bool:
+        """Queue ``items`` (not copied: the list must not change); False past the byte limit.
+
+        ``ts`` is the Redis time of the oldest event among them, for the latency histogram.
+        """
+        if self.pending_bytes + self._inflight + size > self.max_bytes:
+            return False
+        self._chunks.append(items)
+        self.pending_bytes += size
+        self.pending_count += len(items)
+        if ts and not self._oldest_ts:
+            self._oldest_ts = ts
+        self._drained.clear()
+        if self._flusher is None or self._busy or self._stalled is not None:
+            self._wake.set()
+        elif not self._scheduled:
+            self._scheduled = True
+            self._flusher.mark(self, self.batch_delay)
+        return True
 
     async def wait_below(self, fraction: float = 0.5) -> None:
         """Wait until the queue holds less than ``fraction`` of its limit (replay pacing)."""
-        while not self.closed and self.pending_bytes > self.max_bytes * fraction:
-            self._drained.clear()
+        while not self.closed and self.queued_bytes > self.max_bytes * fraction:
             await self._drained.wait()
 
+    def flush_now(self) -> None:
+        """Fast path, called by the flusher: write everything queued if the transport takes it."""
+        self._scheduled = False
+        if self.closed or self._busy or self._stalled is not None or not self._chunks:
+            return
+        assert self._send_now is not None
+        taken = self._take()
+        if self._send_now(taken[0]):
+            self._sent(taken)
+        else:  # the client is not reading fast enough: its task waits for the transport
+            self._stalled = taken
+            self._inflight += taken[2]
+            self._wake.set()
+
+    def _take(self) -> Taken:
+        chunks, self._chunks = self._chunks, []
+        count, size, oldest = self.pending_count, self.pending_bytes, self._oldest_ts
+        self.pending_bytes = self.pending_count = self._oldest_ts = 0
+        if self.batch and count > 1:
+            frames = self._pack(chunks, size)
+        else:
+            frames = chunks[0] if len(chunks) == 1 else list(chain.from_iterable(chunks))
+        return frames, count, size, oldest
+
+    def _sent(self, taken: Taken) -> None:
+        frames, count, size, oldest = taken
+        self.frames_sent += len(frames)
+        self.messages_sent += count
+        self.bytes_sent += size
+        self.last_activity = time.monotonic()
+        if oldest and self._on_latency is not None:
+            self._on_latency(time.time() - oldest / 1000.0)
+        if not self._chunks and self._stalled is None:
+            self._drained.set()
+
     async def run(self) -> None:
-        """Drain until closed. Exceptions from ``send`` (peer gone) end the task."""
-        wake, send = self._wake, self._send
+        """The slow path (and the only path without ``send_now``). Ends when closed."""
+        wake = self._wake
         while not self.closed:
             await wake.wait()
-            if self.batch and self.batch_delay and len(self._pending) < 64:
-                await asyncio.sleep(self.batch_delay)  # let a burst fill the frame
             wake.clear()
-            items, self._pending = self._pending, []
-            if not items:
-                continue
-            size = self.pending_bytes
-            self.pending_bytes = 0
-            if self.batch and len(items) > 1:
-                for frame in self._frames(items, size):
-                    await send(frame)
-                    self.frames_sent += 1
-            else:
-                for item in items:
-                    await send(item)
-                self.frames_sent += len(items)
-            self.messages_sent += len(items)
-            self.bytes_sent += size
-            self.last_activity = time.monotonic()
-            if not self._pending:
-                self._drained.set()
+            if self._flusher is None and self.batch_delay and self.pending_count < 64:
+                await asyncio.sleep(self.batch_delay)  # let a burst fill the frame
+            self._busy = True
+            try:
+                while not self.closed and (self._stalled is not None or self._chunks):
+                    if self._stalled is not None:
+                        taken, self._stalled = self._stalled, None
+                    else:
+                        taken = self._take()
+                        self._inflight += taken[2]
+                    for frame in taken[0]:
+                        await self._send(frame)
+                    self._inflight -= taken[2]
+                    self._sent(taken)
+            finally:
+                self._busy = False
 
-    def _frames(self, items: list[Frame], size: int) -> list[Frame]:
+    def _pack(self, chunks: list[list[Frame]], size: int) -> list[Frame]:
+        pack = self.wire.pack_batch
         if size <= FRAME_BUDGET:
-            return [self.wire.pack_batch(items)]
-        frames, start, acc = [], 0, 0
-        for index, item in enumerate(items):
+            return [pack(list(chain.from_iterable(chunks)) if len(chunks) > 1 else chunks[0])]
+        frames: list[Frame] = []
+        current: list[Frame] = []
+        acc = 0
+        for item in chain.from_iterable(chunks):
+            current.append(item)
             acc += len(item)
             if acc >= FRAME_BUDGET:
-                frames.append(self.wire.pack_batch(items[start:index + 1]))
-                start, acc = index + 1, 0
-        if start < len(items):
-            frames.append(self.wire.pack_batch(items[start:]))
+                frames.append(pack(current))
+                current, acc = [], 0
+        if current:
+            frames.append(pack(current))
         return frames
 
     def close(self) -> None:
         self.closed = True
-        self._pending.clear()
-        self.pending_bytes = 0
+        self._chunks.clear()
+        self._stalled = None
+        self.pending_bytes = self.pending_count = self._inflight = 0
         self._wake.set()
         self._drained.set()

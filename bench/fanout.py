@@ -1,0 +1,270 @@
+"""Fan-out benchmark: one publisher at a fixed rate, N WebSocket clients in separate processes.
+
+    .venv/bin/python -m bench.fanout                     # the standard scenarios (about 3 min)
+    .venv/bin/python -m bench.fanout --clients 100 --rate 1000 --seconds 10 [--batch]
+    .venv/bin/python -m bench.fanout --resume 10000      # catch-up time of a client 10k behind
+    .venv/bin/python -m bench.fanout --idle 10000        # memory per idle connection
+
+Everything runs on this machine over loopback: a private redis-server, one ``tickstream gateway``
+process, client processes (``--procs``, default 2) and a publisher process. Reported per
+scenario: events delivered per second, loss and duplicates (every client must receive every
+event exactly once), publish-to-receive latency p50/p99/p99.9 (Redis time of the event to the
+client's clock, sampled on the first event of each frame), and the gateway's CPU time per
+delivered event. The machine has 2 cores shared by all of these processes: the figures are
+what one gateway does while its clients and Redis compete for the same CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from bench.support import Gateway, cpu_seconds, percentile, private_redis, rss_bytes
+
+TS = re.compile(rb'"ts":(\d+)')
+
+
+@dataclass
+class Result:
+    clients: int
+    rate: int
+    batch: bool
+    published: int
+    delivered: int
+    lost: int
+    duplicates: int
+    seconds: float
+    p50: float
+    p99: float
+    p999: float
+    gateway_cpu: float
+
+    def line(self) -> str:
+        per_event = self.gateway_cpu / max(1, self.delivered) * 1e6
+        mode = "batch=1" if self.batch else "batch=0"
+        return (f"N={self.clients:>5} rate={self.rate:>6}/s {mode}: delivered "
+                f"{self.delivered / self.seconds:>9,.0f}/s  lost {self.lost}  dup {self.duplicates}  "
+                f"latency p50 {self.p50:6.1f} ms p99 {self.p99:7.1f} ms p99.9 {self.p999:7.1f} ms  "
+                f"gateway CPU {per_event:5.2f} us/delivery ({self.gateway_cpu / self.seconds:.0%} of a core)")
+
+
+def client_worker(url: str, count: int, event_type: str, ready: Any, stop: Any, out: Any) -> None:
+    """Open ``count`` connections, subscribe, count events and sample latency until told."""
+    import uvloop
+
+    async def main() -> None:
+        from websockets.asyncio.client import connect
+
+        conns = []
+        for _ in range(count):
+            ws = await connect(url, max_size=None, max_queue=None, ping_interval=None)
+            await ws.recv()
+            await ws.send(orjson.dumps({"op": "subscribe", "event_type": event_type}).decode())
+            await ws.recv()
+            conns.append(ws)
+        ready.release()
+        received = [0] * count
+        offsets_seen: list[set[bytes]] = [set() for _ in range(count)]
+        samples: list[float] = []
+
+        async def read(i: int, ws: Any) -> None:
+            seen = offsets_seen[i]
+            async for frame in ws:
+                data = frame if isinstance(frame, bytes) else frame.encode()
+                now = time.time() * 1000
+                n = data.count(b'"offset"')
+                received[i] += n
+                if i < 4:  # exact duplicate accounting on a few connections
+                    for match in re.finditer(rb'"offset":"([0-9-]+)"', data):
+                        seen.add(match.group(1))
+                m = TS.search(data)
+                if m:
+                    samples.append(now - int(m.group(1)))
+
+        tasks = [asyncio.create_task(read(i, ws)) for i, ws in enumerate(conns)]
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        for t in tasks:
+            t.cancel()
+        out.put((received, [len(s) for s in offsets_seen[:4]], samples))
+        for ws in conns:
+            ws.transport.abort()
+
+    uvloop.run(main())
+
+
+def publisher(redis_url: str, rate: int, seconds: float, event_type: str, out: Any) -> None:
+    import uvloop
+
+    from shared.events import Event
+    from shared.publisher import AsyncPublisher, PublishSettings
+
+    async def main() -> None:
+        tick = 0.005 if rate >= 200 else 1.0 / rate
+        per_tick = max(1, round(rate * tick))
+        total = 0
+        async with AsyncPublisher.from_url(redis_url, PublishSettings(redis_url=redis_url)) as pub:
+            start = time.monotonic()
+            while (elapsed := time.monotonic() - start) < seconds:
+                due = int(elapsed * rate) - total
+                if due > 0:
+                    await pub.publish_many([
+                        Event(event_type, {"symbol": "BTCUSDT", "price": 65000.5 + (total + i) % 100,
+                                           "volume": 0.01, "timestamp": "2026-11-26T14:00:00.000Z",
+                                           "trade_id": total + i, "side": "buy", "source": "bench"},
+                              symbol="BTCUSDT")
+                        for i in range(min(due, per_tick * 4))
+                    ])
+                    total += min(due, per_tick * 4)
+                await asyncio.sleep(tick / 2)
+        out.put(total)
+
+    uvloop.run(main())
+
+
+def run_scenario(redis_url: str, gateway: Gateway, clients: int, rate: int, seconds: float,
+                 batch: bool, procs: int, scenario: int) -> Result:
+    ctx = mp.get_context("spawn")
+    event_type = f"bench{scenario}"
+    url = gateway.url + ("?batch=1" if batch else "")
+    ready, stop, out, pub_out = ctx.Semaphore(0), ctx.Event(), ctx.Queue(), ctx.Queue()
+    share = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
+    workers = [ctx.Process(target=client_worker, args=(url, n, event_type, ready, stop, out))
+               for n in share if n]
+    for w in workers:
+        w.start()
+    for _ in workers:
+        if not ready.acquire(timeout=120):
+            raise RuntimeError("clients did not connect")
+    assert gateway.proc is not None
+    cpu0, t0 = cpu_seconds(gateway.proc.pid), time.monotonic()
+    pub = ctx.Process(target=publisher, args=(redis_url, rate, seconds, event_type, pub_out))
+    pub.start()
+    published = pub_out.get(timeout=seconds + 60)
+    pub.join()
+    # let the tail drain: wait until the gateway is idle for a moment, bounded
+    deadline = time.monotonic() + 20
+    last_cpu = cpu_seconds(gateway.proc.pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now_cpu = cpu_seconds(gateway.proc.pid)
+        if now_cpu - last_cpu < 0.01:
+            break
+        last_cpu = now_cpu
+    cpu = cpu_seconds(gateway.proc.pid) - cpu0
+    elapsed = time.monotonic() - t0
+    stop.set()
+    received: list[int] = []
+    unique: list[int] = []
+    samples: list[float] = []
+    for _ in workers:
+        r, u, s = out.get(timeout=60)
+        received += r
+        unique += u
+        samples += s
+    for w in workers:
+        w.join(30)
+    delivered = sum(received)
+    lost = sum(max(0, published - r) for r in received)
+    duplicates = sum(max(0, r - published) for r in received) + sum(
+        received[i] - unique[i] for i in range(min(len(unique), len(received))) if received[i] > unique[i])
+    return Result(clients, rate, batch, published, delivered, lost, duplicates,
+                  min(elapsed, seconds), percentile(samples, 50), percentile(samples, 99),
+                  percentile(samples, 99.9), cpu)
+
+
+async def resume_catch_up(redis_url: str, gateway: Gateway, behind: int) -> str:
+    from websockets.asyncio.client import connect
+
+    from shared.events import Event
+    from shared.publisher import AsyncPublisher, PublishSettings
+
+    async with AsyncPublisher.from_url(redis_url, PublishSettings(redis_url=redis_url)) as pub:
+        start = await pub.publish("resume", {"n": -1})
+        for i in range(0, behind, 1000):
+            await pub.publish_many([Event("resume", {"n": n, "pad": "x" * 100}) for n in range(i, i + 1000)])
+    results = []
+    for batch in (False, True):
+        async with connect(gateway.url + ("?batch=1" if batch else ""), max_size=None, max_queue=None) as ws:
+            await ws.recv()
+            t0 = time.perf_counter()
+            await ws.send(orjson.dumps({"op": "subscribe", "event_type": "resume", "since": start}).decode())
+            got = 0
+            while got < behind:
+                frame = await ws.recv()
+                got += frame.count('"offset"') if isinstance(frame, str) else 0
+            results.append(f"batch={int(batch)}: {time.perf_counter() - t0:.3f} s "
+                           f"({behind / (time.perf_counter() - t0):,.0f} events/s)")
+    return f"resume of a client {behind} events behind: " + "; ".join(results)
+
+
+async def idle_memory(gateway: Gateway, count: int) -> str:
+    from websockets.asyncio.client import connect
+
+    assert gateway.proc is not None
+    await asyncio.sleep(1)
+    before = rss_bytes(gateway.proc.pid)
+    conns = []
+    for i in range(count):
+        ws = await connect(gateway.url, ping_interval=None, max_queue=4)
+        await ws.recv()
+        await ws.send(orjson.dumps({"op": "subscribe", "event_type": "idle", "symbols": [f"S{i % 50}"]}).decode())
+        await ws.recv()
+        conns.append(ws)
+    await asyncio.sleep(2)
+    after = rss_bytes(gateway.proc.pid)
+    for ws in conns:
+        ws.transport.abort()
+    return (f"{count} idle connections (one subscription each): gateway RSS {before / 2**20:.1f} MiB -> "
+            f"{after / 2**20:.1f} MiB, {(after - before) / count / 1024:.1f} KiB per connection")
+
+
+SCENARIOS = [(100, 1000, False), (100, 1000, True), (1000, 1000, False), (1000, 1000, True),
+             (100, 10000, False), (100, 10000, True)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--batch", action="store_true")
+    parser.add_argument("--procs", type=int, default=2, help="client processes")
+    parser.add_argument("--resume", type=int, help="measure catch-up of a client this many events behind")
+    parser.add_argument("--idle", type=int, help="measure memory of this many idle connections")
+    args = parser.parse_args()
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    redis = private_redis()
+    gateway = Gateway(redis.url, MAX_CONNECTIONS="20000", SLOW_CLIENT_MAX_BYTES="64MiB")
+    gateway.start()
+    try:
+        if args.resume:
+            print(asyncio.run(resume_catch_up(redis.url, gateway, args.resume)))
+        elif args.idle:
+            print(asyncio.run(idle_memory(gateway, args.idle)))
+        elif args.clients:
+            print(run_scenario(redis.url, gateway, args.clients, args.rate, args.seconds, args.batch,
+                               args.procs, 0).line())
+        else:
+            for index, (clients, rate, batch) in enumerate(SCENARIOS):
+                print(run_scenario(redis.url, gateway, clients, rate, args.seconds, batch, args.procs,
+                                   index).line(), flush=True)
+            print(asyncio.run(resume_catch_up(redis.url, gateway, 10_000)), flush=True)
+            print(asyncio.run(idle_memory(gateway, 10_000)), flush=True)
+    finally:
+        gateway.stop()
+        redis.cleanup()
+
+
+if __name__ == "__main__":
+    main()
