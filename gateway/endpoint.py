@@ -64,7 +64,9 @@ class WebSocketEndpoint:
         refusal: tuple[int, str] | None = None
         origin = _header(scope, b"origin")
         principal: Principal | None = None
-        if settings.allowed_origins and origin not in settings.allowed_origins:
+        # Only browsers send Origin, and the check exists to protect browser users; a client
+        # without one (a service, the Python client) is not refused for lacking it.
+        if settings.allowed_origins and origin is not None and origin not in settings.allowed_origins:
             refusal = (p.CLOSE_ORIGIN, "origin not allowed")
         elif not node.accepting:
             refusal = (p.CLOSE_RESTARTING, "node restarting")

@@ -116,7 +116,6 @@ class Session:
         self.log = conn_logger(log, self.id)
         self._close = close
         self._pending: dict[str, asyncio.Task[None]] = {}
-        self._writer_task: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
         self.closed = False
         self.close_code: int | None = None
@@ -142,19 +141,11 @@ class Session:
     # --- life cycle --------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._writer_task = asyncio.create_task(self._write_loop(), name=f"writer-{self.id}")
         self.send_control({
             "type": "welcome", "session": self.id, "node": self.node.settings.node,
             "protocol": p.PROTOCOL_VERSION, "heartbeat": self.node.settings.heartbeat_interval,
             "user": self.user,
         })
-
-    async def _write_loop(self) -> None:
-        try:
-            await self.writer.run()
-        except Exception as exc:  # the peer went away mid-send
-            self.log.debug("writer stopped: %s", exc)
-            self.writer.close()
 
     def send_control(self, message: dict[str, Any]) -> None:
         if not self.writer.closed and not self.writer.push(self.wire.encode(message)):
@@ -181,10 +172,11 @@ class Session:
         self.closed = True
         self.writer.close()
         self.node.hub.remove(self)
-        tasks = [t for t in (*self._pending.values(), self._writer_task) if t is not None]
+        tasks = list(self._pending.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.writer.wait_closed()
 
     # --- incoming ----------------------------------------------------------------------------
 
@@ -314,26 +306,54 @@ class Session:
             start = position_before(history[0].pos) if history else state.last
             reply.update(offset=format_offset(start), recovered=True)
             self.send_control(p.with_id(reply, command.id))
-            self._deliver(sub, history)
+            if await self._deliver(sub, history) is None:
+                return
             sub.last = history[-1].pos if history else state.last
             metrics.replay_events.observe(len(history))
         else:
             sub.last = state.last
             reply.update(offset=format_offset(sub.last), recovered=True)
             self.send_control(p.with_id(reply, command.id))
-        self._go_live(sub)
+        await self._go_live(sub)
 
-    def _go_live(self, sub: Subscription) -> None:
-        """Deliver what was buffered during the replay, then switch to direct delivery."""
-        buffered, sub.buffer, sub.buffer_bytes = sub.buffer, [], 0
-        events = merge((), buffered, sub.last)
-        if events:
-            items = [event.wire(sub.binary) for event in events]
-            sub.last = events[-1].pos
-            if not self.writer.push_many(items, sum(map(len, items)), events[0].ts):
-                self.slow_consumer("outgoing queue full")
+    async def _go_live(self, sub: Subscription) -> None:
+        """Deliver what was buffered during the replay, then switch to direct delivery.
+
+        Delivering may wait for the client to drain; live events arriving meanwhile join the
+        buffer, so the loop runs until it is empty at a moment with nothing left to await.
+        """
+        while True:
+            buffered, sub.buffer, sub.buffer_bytes = sub.buffer, [], 0
+            events = merge((), buffered, sub.last)
+            if events:
+                sub.last = events[-1].pos
+                if not await self._push_paced([e.wire(sub.binary) for e in events], events[0].ts):
+                    return
+            if not sub.buffer:
+                sub.recovering = False
                 return
-        sub.recovering = False
+
+    async def _push_paced(self, frames: list[Frame], ts: int = 0) -> bool:
+        """Queue replayed frames in slices, waiting for the client to drain between them.
+
+        A replay is as large as the client's backlog, which may be far larger than its queue:
+        pacing keeps the queue under its limit, so only a client that stops reading gets 4008.
+        """
+        writer = self.writer
+        limit = max(1, writer.max_bytes // 4)
+        start = acc = 0
+        for index, frame in enumerate(frames):
+            acc += len(frame)
+            if acc < limit and index < len(frames) - 1:
+                continue
+            await writer.wait_below(0.5)
+            if self.closed:
+                return False
+            if not writer.push_many(frames[start:index + 1], acc, ts):
+                self.slow_consumer("outgoing queue full during replay")
+                return False
+            start, acc = index + 1, 0
+        return True
 
     async def _replay_since(self, sub: Subscription, since: Offset) -> int | None:
         """Push every visible matching event after ``since``; None if the session was closed."""
@@ -344,18 +364,18 @@ class Session:
                 partial(self.node.broker.history, sub.event_type, after, settings.replay_page))
             if not page:
                 break
-            delivered += self._deliver(sub, page)
+            count = await self._deliver(sub, page)
+            if count is None or self.closed:
+                return None
+            delivered += count
             after = sub.last = page[-1].pos
             scanned += len(page)
-            if self.closed:
-                return None
             if scanned >= settings.replay_max_events:
                 # More than one connection may carry: the client resumes from what it got.
                 self.slow_consumer(f"replay passed {settings.replay_max_events} events")
                 return None
             if len(page) < settings.replay_page:
                 break
-            await self.writer.wait_below(0.5)
         return delivered
 
     async def _last(self, sub: Subscription, n: int, state: StreamState) -> list[Entry]:
@@ -378,14 +398,13 @@ class Session:
         found.reverse()
         return found
 
-    def _deliver(self, sub: Subscription, items: list[Entry]) -> int:
-        """Queue replayed entries (one page) that this subscription may see."""
+    async def _deliver(self, sub: Subscription, items: list[Entry]) -> int | None:
+        """Queue the replayed entries this subscription may see; None if the session closed."""
         binary = sub.binary
         frames = [Encoded(item).wire(binary) for item in items
                   if sub.matches(item) and self.can_see(item.entry.user)]
-        if frames and not self.writer.push_many(frames, sum(map(len, frames))):
-            self.slow_consumer("outgoing queue full during replay")
-            return 0
+        if frames and not await self._push_paced(frames):
+            return None
         return len(frames)
 
     async def _with_retry(self, call: Callable[[], Awaitable[Any]]) -> Any:

@@ -63,7 +63,7 @@ Taken = tuple[list[Frame], int, int, int]  # frames, messages, bytes, oldest eve
 class Writer:
     __slots__ = (
         "_busy", "_chunks", "_drained", "_flusher", "_inflight", "_oldest_ts", "_on_latency",
-        "_scheduled", "_send", "_send_now", "_stalled", "_wake", "batch", "batch_delay",
+        "_scheduled", "_send", "_send_now", "_stalled", "_task", "batch", "batch_delay",
         "bytes_sent", "closed", "frames_sent", "last_activity", "max_bytes", "messages_sent",
         "pending_bytes", "pending_count", "wire",
     )
@@ -87,9 +87,8 @@ class Writer:
         self._stalled: Taken | None = None  # frames the fast path could not write
         self._inflight = 0  # bytes taken and not yet written (stalled or being awaited)
         self._on_latency = on_latency
-        self._wake = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._drained.set()
+        self._task: asyncio.Task[None] | None = None  # exists only while the slow path runs
+        self._drained: asyncio.Event | None = None  # made when a replay first waits on it
         self._busy = False  # the task is sending (slow path): the flusher keeps off
         self._scheduled = False
         self.closed = False
@@ -116,9 +115,8 @@ class Writer:
         self.pending_count += len(items)
         if ts and not self._oldest_ts:
             self._oldest_ts = ts
-        self._drained.clear()
         if self._flusher is None or self._busy or self._stalled is not None:
-            self._wake.set()
+            self._kick()
         elif not self._scheduled:
             self._scheduled = True
             self._flusher.mark(self, self.batch_delay)
@@ -127,6 +125,9 @@ class Writer:
     async def wait_below(self, fraction: float = 0.5) -> None:
         """Wait until the queue holds less than ``fraction`` of its limit (replay pacing)."""
         while not self.closed and self.queued_bytes > self.max_bytes * fraction:
+            if self._drained is None:
+                self._drained = asyncio.Event()
+            self._drained.clear()
             await self._drained.wait()
 
     def flush_now(self) -> None:
@@ -141,7 +142,7 @@ class Writer:
         else:  # the client is not reading fast enough: its task waits for the transport
             self._stalled = taken
             self._inflight += taken[2]
-            self._wake.set()
+            self._kick()
 
     def _take(self) -> Taken:
         chunks, self._chunks = self._chunks, []
@@ -161,31 +162,34 @@ class Writer:
         self.last_activity = time.monotonic()
         if oldest and self._on_latency is not None:
             self._on_latency(time.time() - oldest / 1000.0)
-        if not self._chunks and self._stalled is None:
+        if self._drained is not None and not self._chunks and self._stalled is None:
             self._drained.set()
 
-    async def run(self) -> None:
-        """The slow path (and the only path without ``send_now``). Ends when closed."""
-        wake = self._wake
-        while not self.closed:
-            await wake.wait()
-            wake.clear()
-            if self._flusher is None and self.batch_delay and self.pending_count < 64:
-                await asyncio.sleep(self.batch_delay)  # let a burst fill the frame
-            self._busy = True
-            try:
-                while not self.closed and (self._stalled is not None or self._chunks):
-                    if self._stalled is not None:
-                        taken, self._stalled = self._stalled, None
-                    else:
-                        taken = self._take()
-                        self._inflight += taken[2]
-                    for frame in taken[0]:
-                        await self._send(frame)
-                    self._inflight -= taken[2]
-                    self._sent(taken)
-            finally:
-                self._busy = False
+    def _kick(self) -> None:
+        """Start the slow-path task unless it is already running."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        """The slow path (and the only path without ``send_now``): runs until nothing is left."""
+        if self._flusher is None and self.batch_delay and self.pending_count < 64:
+            await asyncio.sleep(self.batch_delay)  # let a burst fill the frame
+        self._busy = True
+        try:
+            while not self.closed and (self._stalled is not None or self._chunks):
+                if self._stalled is not None:
+                    taken, self._stalled = self._stalled, None
+                else:
+                    taken = self._take()
+                    self._inflight += taken[2]
+                for frame in taken[0]:
+                    await self._send(frame)
+                self._inflight -= taken[2]
+                self._sent(taken)
+        except Exception:  # the peer went away mid-send: nothing more can be written
+            self.close()
+        finally:
+            self._busy = False
 
     def _pack(self, chunks: list[list[Frame]], size: int) -> list[Frame]:
         pack = self.wire.pack_batch
@@ -209,5 +213,11 @@ class Writer:
         self._chunks.clear()
         self._stalled = None
         self.pending_bytes = self.pending_count = self._inflight = 0
-        self._wake.set()
-        self._drained.set()
+        if self._drained is not None:
+            self._drained.set()
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
+
+    async def wait_closed(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -17,7 +17,10 @@ FORBIDDEN = {
 }
 # Sans-I/O modules: pure code, no sockets, no event loop, no Redis.
 SANS_IO = ["ingestor/binance", "ingestor/orderbook.py", "ingestor/normalize.py",
-           "ingestor/gaps.py", "shared/publish_plan.py", "shared/events.py", "shared/schemas.py"]
+           "ingestor/gaps.py", "shared/publish_plan.py", "shared/events.py", "shared/schemas.py",
+           "shared/client/wire.py", "shared/client/model.py", "shared/client/tokens.py",
+           "shared/client/options.py", "shared/client/errors.py", "gateway/recovery.py",
+           "gateway/protocol.py"]
 IO_MODULES = {"asyncio", "socket", "websockets", "redis", "httpx", "uvicorn", "starlette"}
 
 

@@ -70,6 +70,8 @@ async def test_origin_not_allowed_closes_with_4403(redis_url: str) -> None:
             assert await closed_with(ws) == 4403
         ok = await Client.open(gw.url, origin="https://app.example")
         await ok.close()
+        service = await Client.open(gw.url)  # no Origin header: not a browser, not refused
+        await service.close()
 
 
 async def test_connection_cap_closes_with_1013(redis_url: str) -> None:

@@ -161,3 +161,21 @@ async def test_ping_and_pong(gw: InProcessGateway) -> None:
     pong = await client.control("pong")
     assert pong["id"] == "p1" and isinstance(pong["ts"], int)
     await client.close()
+
+
+async def test_replay_far_larger_than_the_client_queue_arrives_without_4008(
+    redis_url: str, pub: AsyncPublisher
+) -> None:
+    from tests.support.gateway import running_gateway
+
+    pad = "p" * 1000
+    offsets: list[str] = []
+    for start in range(0, 2000, 500):  # about 2 MB of backlog for a 64 KiB queue
+        offsets += await pub.publish_many([Event("custom", {"n": n, "pad": pad})
+                                           for n in range(start, start + 500)])
+    async with running_gateway(redis_url, slow_client_max_bytes=64 * 1024) as gw:
+        client = await Client.open(gw.url)
+        await client.subscribe("custom", since="0-0")
+        events = await client.events_until(2000, timeout=30)
+        assert [e["offset"] for e in events] == offsets
+        await client.close()

@@ -52,7 +52,6 @@ def test_order_and_completeness_across_fast_and_slow_paths(
         transport = Transport(list(refusals))
         writer = Writer(transport.send, JSON_WIRE, max_bytes=10**9, batch=batch, batch_ms=1,
                         send_now=transport.send_now, flusher=Flusher())
-        task = asyncio.create_task(writer.run())
         n = 0
         for _ in range(40):
             size = rng.randint(1, 5)
@@ -64,7 +63,7 @@ def test_order_and_completeness_across_fast_and_slow_paths(
         await until(lambda: not writer.queued_bytes and writer.messages_sent >= n, timeout=5,
                     what="everything to be written")
         writer.close()
-        await task
+        await writer.wait_closed()
         assert messages(transport.frames, batch) == list(range(n))
         assert writer.messages_sent == n
 
@@ -78,10 +77,9 @@ async def test_byte_limit_counts_frames_waiting_on_a_stalled_transport() -> None
         await asyncio.Event().wait()
 
     writer = Writer(never, JSON_WIRE, max_bytes=100, send_now=transport.send_now, flusher=Flusher())
-    task = asyncio.create_task(writer.run())
     assert writer.push("x" * 60)
     await until(lambda: len(transport.refusals) < 100, what="the fast path to be refused")
     assert writer.queued_bytes == 60
     assert not writer.push("y" * 60), "the stalled frame must still count against the limit"
     writer.close()
-    task.cancel()
+    await writer.wait_closed()
