@@ -74,7 +74,7 @@ async def test_a_refused_fixed_token_stops_the_client_with_a_clear_error(gw: InP
 
 async def test_a_refused_origin_is_final(redis_url: str) -> None:
     async with running_gateway(redis_url, allowed_origins=("https://app.example",)) as gw:
-        client = connect(gw.url, reconnect_base=0.01)
+        client = connect(gw.url, reconnect_base=0.01, origin="https://evil.example")
         with pytest.raises(ConnectionRefused) as refused:
             async with client:
                 pass
