@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.responses import FileResponse, Response
@@ -20,7 +21,26 @@ from gateway.settings import GatewaySettings
 STATIC = Path(__file__).parent / "static"
 
 
-def create_app(settings: GatewaySettings, broker: Broker | None = None) -> Starlette:
+class GatewayApp:
+    """The ASGI app: ``/ws`` goes straight to the WebSocket endpoint, the rest to Starlette.
+
+    A WebSocket lives for hours; routing it through Starlette's middleware stack would keep
+    those frames alive for each connection. HTTP requests and the lifespan go to Starlette.
+    """
+
+    def __init__(self, starlette: Starlette, websocket: WebSocketEndpoint) -> None:
+        self.starlette = starlette
+        self.state = starlette.state
+        self._websocket = websocket
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/ws":
+            await self._websocket(scope, receive, send)
+        else:
+            await self.starlette(scope, receive, send)
+
+
+def create_app(settings: GatewaySettings, broker: Broker | None = None) -> GatewayApp:
     node = Node(settings, broker)
     api = HttpApi(node)
 
@@ -35,8 +55,9 @@ def create_app(settings: GatewaySettings, broker: Broker | None = None) -> Starl
     async def index(request: object) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
+    websocket = WebSocketEndpoint(node)
     routes = [
-        WebSocketRoute("/ws", WebSocketEndpoint(node)),
+        WebSocketRoute("/ws", websocket),
         Route("/healthz", api.healthz),
         Route("/readyz", api.readyz),
         Route("/metrics", api.metrics),
@@ -46,4 +67,4 @@ def create_app(settings: GatewaySettings, broker: Broker | None = None) -> Starl
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.node = node
-    return app
+    return GatewayApp(app, websocket)

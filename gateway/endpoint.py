@@ -80,6 +80,8 @@ class WebSocketEndpoint:
                 except AuthError as exc:
                     refusal = (p.CLOSE_UNAUTHORIZED, str(exc))
 
+        # Everything needed from the headers is read: do not keep them for the connection's life.
+        scope["headers"] = ()
         await send({"type": "websocket.accept", "subprotocol": chosen})
         if refusal is not None:
             node.metrics.closes.labels(str(refusal[0])).inc()

@@ -46,6 +46,14 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         if scope is not None:
             scope.setdefault("extensions", {})[SEND_NOW] = self.send_now
 
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            # The handshake's request and response (headers and all) are not needed again:
+            # with thousands of idle connections they are a good part of each one's memory.
+            self.request = None  # type: ignore[assignment]
+            self.response = None  # type: ignore[assignment]
+
     def send_now(self, frames: list[str | bytes]) -> bool:
         if (self.close_sent or not self.handshake_complete or self.initial_response is not None
                 or not self.writable.is_set() or self.transport.is_closing()):

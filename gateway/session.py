@@ -123,7 +123,7 @@ class Session:
         self._rate = settings.client_rate_limit
         self._tokens = settings.client_rate_limit
         self._refilled = time.monotonic()
-        self._violations: list[float] = []
+        self._violations: list[float] | None = None  # made at the first rate-limit violation
 
     # --- identity ----------------------------------------------------------------------------
 
@@ -213,11 +213,12 @@ class Session:
         if self._tokens >= 1:
             self._tokens -= 1
             return True
-        self._violations = [t for t in self._violations if now - t < RATE_WINDOW]
-        self._violations.append(now)
-        if len(self._violations) > self._rate * 2:
+        violations = [t for t in self._violations or () if now - t < RATE_WINDOW]
+        violations.append(now)
+        self._violations = violations
+        if len(violations) > self._rate * 2:
             self.close(p.CLOSE_POLICY, "sustained rate-limit violations")
-        elif len(self._violations) == 1 or len(self._violations) % max(1, int(self._rate)) == 0:
+        elif len(violations) == 1 or len(violations) % max(1, int(self._rate)) == 0:
             self._error(p.ClientError("rate_limited", f"over {self._rate:g} messages per second; "
                                       "messages are being dropped"))
         return False

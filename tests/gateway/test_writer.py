@@ -38,7 +38,11 @@ def messages(frames: list[Frame], batch: bool) -> list[int]:
     out: list[int] = []
     for frame in frames:
         value = orjson.loads(frame)
-        out += [v["n"] for v in value] if batch else [value["n"]]
+        if isinstance(value, list):  # a batch frame; a lone message may go out unwrapped
+            assert batch, "arrays only in batch mode"
+            out += [v["n"] for v in value]
+        else:
+            out.append(value["n"])
     return out
 
 
