@@ -89,7 +89,7 @@ def client_worker(url: str, count: int, event_type: str, ready: Any, stop: Any, 
                     samples.append(now - int(m.group(1)))
 
         tasks = [asyncio.create_task(read(i, ws)) for i, ws in enumerate(conns)]
-        while not stop.is_set():
+        while not stop.is_set():  # noqa: ASYNC110 - a multiprocessing.Event cannot be awaited
             await asyncio.sleep(0.05)
         for t in tasks:
             t.cancel()
@@ -189,13 +189,15 @@ async def resume_catch_up(redis_url: str, gateway: Gateway, behind: int) -> str:
     async with AsyncPublisher.from_url(redis_url, PublishSettings(redis_url=redis_url)) as pub:
         start = await pub.publish("resume", {"n": -1})
         for i in range(0, behind, 1000):
-            await pub.publish_many([Event("resume", {"n": n, "pad": "x" * 100}) for n in range(i, i + 1000)])
+            await pub.publish_many([Event("resume", {"n": n, "pad": "x" * 100})
+                                    for n in range(i, i + 1000)])
     results = []
     for batch in (False, True):
         async with connect(gateway.url + ("?batch=1" if batch else ""), max_size=None, max_queue=None) as ws:
             await ws.recv()
             t0 = time.perf_counter()
-            await ws.send(orjson.dumps({"op": "subscribe", "event_type": "resume", "since": start}).decode())
+            await ws.send(orjson.dumps({"op": "subscribe", "event_type": "resume",
+                                        "since": start}).decode())
             got = 0
             while got < behind:
                 frame = await ws.recv()
@@ -215,7 +217,8 @@ async def idle_memory(gateway: Gateway, count: int) -> str:
     for i in range(count):
         ws = await connect(gateway.url, ping_interval=None, max_queue=4)
         await ws.recv()
-        await ws.send(orjson.dumps({"op": "subscribe", "event_type": "idle", "symbols": [f"S{i % 50}"]}).decode())
+        await ws.send(orjson.dumps({"op": "subscribe", "event_type": "idle",
+                                    "symbols": [f"S{i % 50}"]}).decode())
         await ws.recv()
         conns.append(ws)
     await asyncio.sleep(2)
@@ -231,7 +234,8 @@ SCENARIOS = [(100, 1000, False), (100, 1000, True), (1000, 1000, False), (1000, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int)
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -242,7 +246,7 @@ def main() -> None:
     args = parser.parse_args()
     import resource
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     redis = private_redis()
     gateway = Gateway(redis.url, MAX_CONNECTIONS="20000", SLOW_CLIENT_MAX_BYTES="64MiB")
