@@ -1,0 +1,206 @@
+"""Events to Redis: a bounded buffer drained by one publishing task, in pipelined batches.
+
+:meth:`Sink.put` never waits: the exchange side keeps reading whatever Redis does. One task
+takes everything buffered (up to ``batch_max`` events) and hands it to
+:meth:`shared.publisher.AsyncPublisher.publish_many`, which writes it as one pipeline; while that
+batch is in flight the next one accumulates, so batches grow with load and latency stays at
+one round trip when idle.
+
+Redis outage: the publisher retries a batch until Redis answers (the ingestor's publisher never
+gives up, so a batch is never abandoned half-known and re-sent as a duplicate: the publisher's
+producer sequence numbers make its retries idempotent); after ``PUBLISH_RETRY_TIMEOUT`` of
+failure an error is logged. Meanwhile events accumulate here. ``max_events`` bounds every event
+not yet acknowledged by Redis, the batch in flight included. Past the bound the oldest market
+data is dropped, counted per event type in ``tickstream_ingestor_buffer_dropped_events`` and
+logged: first the oldest *superseded state* (``orderbook_update``, tickers and book tickers:
+each is replaced by the next one of its symbol), and only when none is left, the oldest trades
+and candles. Nothing is dropped below the bound.
+
+Order: events reach Redis in the order they were put (the two queues that make the drop policy
+are merged back by sequence number).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from typing import Final
+
+from ingestor.metrics import IngestorMetrics
+from ingestor.normalize import NormalizedEvent
+from shared.errors import ValidationError
+from shared.events import Event
+from shared.publisher import AsyncPublisher
+
+log = logging.getLogger("tickstream.ingestor.sink")
+
+STATE_KINDS: Final = frozenset({"ticker", "book_ticker"})
+STALL_AFTER: Final = 3.0
+"""A batch in flight this long means Redis is unreachable (for /readyz and the logs)."""
+
+
+def is_state(event: NormalizedEvent) -> bool:
+    """Superseded by the next event of its symbol: the first to go when the buffer is full."""
+    if event.event_type == "orderbook_update":
+        return True
+    return event.event_type == "market_data" and event.data.get("kind") in STATE_KINDS
+
+
+Item = tuple[int, Event, int]  # sequence number, the event, its exchange time in ms (0 = unknown)
+
+
+class Sink:
+    def __init__(
+        self,
+        publisher: AsyncPublisher,
+        metrics: IngestorMetrics,
+        *,
+        max_events: int,
+        batch_max: int = 5000,
+        report_after: float = 15.0,
+    ) -> None:
+        self.publisher = publisher
+        self.metrics = metrics
+        self.max_events = max_events
+        self.batch_max = max(1, min(batch_max, max_events // 2))
+        self.report_after = report_after
+        self._state: deque[Item] = deque()
+        self._records: deque[Item] = deque()
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self._seq = 0
+        self._in_flight = 0
+        self._in_flight_since: float | None = None
+        self._dropping_since: float | None = None
+        self._dropped_in_episode = 0
+
+    # -- producer side (synchronous, never waits) ------------------------------------------------
+
+    def put(self, event: NormalizedEvent, exchange_ms: int | None = None) -> None:
+        self._seq += 1
+        item = (self._seq, Event(event.event_type, event.data, event.symbol), exchange_ms or 0)
+        (self._state if is_state(event) else self._records).append(item)
+        if len(self._state) + len(self._records) + self._in_flight > self.max_events:
+            self._drop_oldest()
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+            self._idle.clear()
+
+    def _drop_oldest(self) -> None:
+        dropped = (self._state or self._records).popleft()[1]
+        self.metrics.counts.buffer_dropped[dropped.event_type] += 1
+        self._dropped_in_episode += 1
+        now = time.monotonic()
+        if self._dropping_since is None or now - self._dropping_since >= 10.0:
+            log.error("Redis outage buffer full (%d events): dropping the oldest market data "
+                      "(%d dropped so far in this outage)", self.max_events, self._dropped_in_episode)
+            self._dropping_since = now
+
+    # -- state -----------------------------------------------------------------------------------
+
+    @property
+    def buffered(self) -> int:
+        return len(self._state) + len(self._records) + self._in_flight
+
+    @property
+    def redis_ok(self) -> bool:
+        since = self._in_flight_since
+        return since is None or time.monotonic() - since < STALL_AFTER
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ingestor-sink")
+
+    async def flush(self, seconds: float) -> bool:
+        """Wait until everything put so far is in Redis; False if ``seconds`` passed first."""
+        try:
+            async with asyncio.timeout(seconds):
+                while self.buffered:
+                    await self._idle.wait()
+            return True
+        except TimeoutError:
+            return False
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.buffered:
+            log.error("stopping with %d events not written to Redis", self.buffered)
+
+    # -- the publishing task ---------------------------------------------------------------------
+
+    def _take(self) -> list[Item]:
+        """Up to ``batch_max`` events, oldest first across both queues."""
+        batch: list[Item] = []
+        state, records = self._state, self._records
+        while len(batch) < self.batch_max and (state or records):
+            if not state or (records and records[0][0] < state[0][0]):
+                batch.append(records.popleft())
+            else:
+                batch.append(state.popleft())
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while batch := self._take():
+                self._in_flight = len(batch)
+                self._in_flight_since = time.monotonic()
+                try:
+                    await self._publish(batch)
+                finally:
+                    self._in_flight = 0
+                    self._in_flight_since = None
+            if self._dropped_in_episode:
+                log.warning("Redis reachable again; %d events were dropped while it was not",
+                            self._dropped_in_episode)
+                self._dropped_in_episode = 0
+                self._dropping_since = None
+            if not self._state and not self._records:
+                self._idle.set()
+
+    async def _publish(self, batch: list[Item]) -> None:
+        stalled = asyncio.get_running_loop().call_later(self.report_after, self._report_stall)
+        try:
+            await self.publisher.publish_many([event for _, event, _ in batch])
+        except ValidationError:
+            await self._publish_one_by_one(batch)
+            return
+        finally:
+            stalled.cancel()
+        self._account(batch)
+
+    def _report_stall(self) -> None:
+        log.error("Redis unreachable for %g s: holding events until it is back (%d buffered, "
+                  "bound %d)", self.report_after, self.buffered, self.max_events)
+
+    def _account(self, batch: list[Item]) -> None:
+        now_ms = time.time_ns() // 1_000_000
+        counts = self.metrics.counts.published
+        observe = self.metrics.latency.observe
+        for _, event, exchange_ms in batch:
+            counts[event.event_type] += 1
+            if exchange_ms:
+                observe(max(0, now_ms - exchange_ms) / 1000)
+
+    async def _publish_one_by_one(self, batch: list[Item]) -> None:
+        """A batch was refused: isolate the invalid event(s), publish the rest."""
+        for item in batch:
+            event = item[1]
+            try:
+                await self.publisher.publish_many([event])
+            except ValidationError as exc:
+                self.metrics.invalid_events.labels(event.event_type).inc()
+                log.error("event refused by validation, dropped: %s (data %.200r)", exc, event.data)
+                continue
+            self._account([item])

@@ -1,0 +1,557 @@
+"""``tickstream up``: the whole stack on one machine, supervised by one process.
+
+What it starts, in this order:
+
+1. a private ``redis-server`` (unless ``REDIS_URL`` is given): bound to 127.0.0.1, on its own
+   port (``--redis-port``, default 6399; a free one if that is taken), with ``appendonly yes``
+   and its data in ``<state>/redis`` (state folder: ``--state-dir``/``TICKSTREAM_STATE``,
+   default ``./.state``);
+2. with ``--simulate``, ``tickstream simulator`` (loopback, ``--simulator-port``, default 9443);
+3. N gateways (``--gateways``, default 2), each ``tickstream gateway --workers 1`` with its own
+   node id, all on one port (``--port``/``PORT``, default 8080) thanks to SO_REUSEPORT;
+4. ``tickstream ingestor`` (HTTP endpoints on ``--ingestor-port``, default 9100), pointed at the
+   simulator with ``--simulate``, at Binance otherwise.
+
+It waits until each is ready (Redis answers PING; the simulator's ``/api/v3/ping``; the
+ingestor's ``/readyz``; for gateways, ``/readyz`` on the shared port answered by that node),
+prints a status table and the dashboard URL, then supervises: a child that dies is restarted
+with backoff. SIGINT or SIGTERM stops gateways (SIGTERM: clients get 1012), then the ingestor,
+the simulator and Redis, each with a bounded wait before SIGKILL. The PIDs it started are kept
+in ``<state>/up.json``. Settings the children read (``REDIS_URL``, ``SYMBOLS``, ``JWT_SECRET``,
+``LOG_LEVEL``, ...) pass to them through the environment; ``HOST``/``PORT``/``NODE_ID`` are
+set per child by flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from shared.errors import ConfigError, TickstreamError
+from shared.settings import Secret, parse_duration, setting
+from tickstream.supervisor import ChildSpec, Supervisor
+
+DEFAULT_PORT = 8080
+DEFAULT_REDIS_PORT = 6399
+DEFAULT_INGESTOR_PORT = 9100
+DEFAULT_SIMULATOR_PORT = 9443
+STATE_FILE = "up.json"
+LOCK_FILE = "up.lock"
+STOP_MARGIN = 5.0
+"""Added to a component's own SHUTDOWN_GRACE to get how long ``up`` waits for it."""
+
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True, slots=True)
+class UpSettings:
+    """What ``tickstream up`` itself reads; everything else passes through to the children."""
+
+    host: str = setting("127.0.0.1", env="HOST", help="address the gateways listen on")
+    port: int = setting(DEFAULT_PORT, env="PORT",
+                        help="port every gateway listens on (SO_REUSEPORT); 0 = a free port")
+    gateways: int = setting(2, env="TICKSTREAM_GATEWAYS", help="number of gateway processes")
+    redis_url: Secret = setting(
+        Secret(""), env="REDIS_URL",
+        help="use this Redis instead of starting a private redis-server",
+    )
+    redis_port: int = setting(
+        DEFAULT_REDIS_PORT, env="TICKSTREAM_REDIS_PORT",
+        help="port of the private redis-server on 127.0.0.1 (if the default is taken: a free one)",
+    )
+    ingestor_port: int = setting(
+        DEFAULT_INGESTOR_PORT, env="TICKSTREAM_INGESTOR_PORT",
+        help="port of the ingestor's /healthz, /readyz, /metrics (default taken: a free one)",
+    )
+    simulator_port: int = setting(
+        DEFAULT_SIMULATOR_PORT, env="TICKSTREAM_SIMULATOR_PORT",
+        help="port of the simulator with --simulate (default taken: a free one)",
+    )
+    state_dir: str = setting(
+        "", env="TICKSTREAM_STATE",
+        help="state folder: Redis data, up.json with the PIDs started (default: ./.state)",
+    )
+    symbols: tuple[str, ...] = setting(
+        (), env="SYMBOLS", help="symbols to ingest, passed to the ingestor (and the simulator)",
+    )
+    log_level: str = setting("", env="LOG_LEVEL", help="log level of every child (their default: INFO)")
+    ready_timeout: float = setting(
+        60.0, env="TICKSTREAM_READY_TIMEOUT", parse=parse_duration,
+        help="how long to wait for the stack to become ready",
+    )
+    stop_timeout: float = setting(
+        15.0, env="TICKSTREAM_STOP_TIMEOUT", parse=parse_duration,
+        help="how long a child has after SIGTERM before SIGKILL (at least its SHUTDOWN_GRACE + 5 s)",
+    )
+    redis_server: str = setting(
+        "redis-server", env="TICKSTREAM_REDIS_SERVER", help="the redis-server program to run",
+    )
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.gateways <= 64:
+            raise ValueError("TICKSTREAM_GATEWAYS: expected 1 to 64 gateways")
+        for name, port in (("PORT", self.port), ("TICKSTREAM_REDIS_PORT", self.redis_port),
+                           ("TICKSTREAM_INGESTOR_PORT", self.ingestor_port),
+                           ("TICKSTREAM_SIMULATOR_PORT", self.simulator_port)):
+            if not 0 <= port <= 65535:
+                raise ValueError(f"{name}: {port} is not a TCP port")
+        if self.redis_url and not re.match(r"^(redis|rediss|unix)://", self.redis_url):
+            raise ValueError("REDIS_URL: expected redis://, rediss:// or unix://")
+        if self.log_level and self.log_level.upper() not in _LEVELS:
+            raise ValueError(f"LOG_LEVEL: unknown level {self.log_level!r}")
+        if self.ready_timeout <= 0 or self.stop_timeout <= 0:
+            raise ValueError("TICKSTREAM_READY_TIMEOUT and TICKSTREAM_STOP_TIMEOUT must be positive")
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    from shared.settings import add_arguments
+
+    parser.description = (
+        "Run the whole stack on this machine: a private redis-server (unless REDIS_URL is "
+        "given), the ingestor (live Binance, or the local simulator with --simulate) and N "
+        "gateways sharing one port. Ctrl-C stops everything in order."
+    )
+    parser.epilog = (
+        "Every other setting of the components (JWT_SECRET, KEY_PREFIX, RETENTION, "
+        "HEARTBEAT_INTERVAL, SIMULATOR_RATE, ...) is read by them from the environment."
+    )
+    parser.add_argument(
+        "--simulate", action="store_const", const=True, default=None,
+        help="start `tickstream simulator` and point the ingestor at it (offline) "
+             "[env TICKSTREAM_SIMULATE]",
+    )
+    add_arguments(parser, UpSettings)
+
+
+# -- the plan: what to start, validated before anything starts ----------------------------------
+
+
+@dataclass
+class Plan:
+    settings: UpSettings
+    simulate: bool
+    state_dir: Path
+    env: dict[str, str]
+    redis_url: str
+    private_redis: bool
+    redis_port: int
+    port: int
+    ingestor_port: int
+    simulator_port: int
+    simulator_symbols: tuple[str, ...]
+    gateway_nodes: list[str]
+    ingestor_node: str
+    gateway_stop: float
+    ingestor_stop: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def probe_host(self) -> str:
+        host = self.settings.host
+        if host in ("0.0.0.0", ""):
+            return "127.0.0.1"
+        if host == "::":
+            return "::1"
+        return host
+
+    @property
+    def base_url(self) -> str:
+        host = self.probe_host
+        return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}"
+
+
+def _parse_bool(text: str, name: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {text!r}")
+
+
+def _port_free(host: str, port: int) -> bool:
+    """Can ``port`` be bound on ``host`` without SO_REUSEPORT (so nobody listens there)?"""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _choose_port(label: str, variable: str, port: int, default: int, host: str,
+                 notes: list[str]) -> int:
+    """0 picks a free port; the default, when taken, falls back to a free one; else it must be free."""
+    if port == 0:
+        return _free_port(host)
+    if _port_free(host, port):
+        return port
+    if port == default:
+        chosen = _free_port(host)
+        notes.append(f"{label}: port {port} is taken, using {chosen}")
+        return chosen
+    raise ConfigError(f"{variable}: port {port} on {host} is in use; choose another")
+
+
+def _short_host() -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname().split(".")[0])[:24] or "host"
+
+
+def state_folder(settings: UpSettings) -> Path:
+    """The state folder, created if needed: ``--state-dir``, ``$TICKSTREAM_STATE`` or ``./.state``."""
+    state_dir = Path(settings.state_dir or Path.cwd() / ".state").expanduser().resolve()
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"TICKSTREAM_STATE: cannot create {state_dir}: {exc.strerror}") from None
+    return state_dir
+
+
+def build_plan(settings: UpSettings, simulate: bool, environ: Mapping[str, str]) -> Plan:
+    """Resolve ports, the state folder and the children's environment; check their settings.
+
+    Raises :class:`ConfigError` (one line, exit 2) for anything a child would refuse, so that a
+    mistake is reported before anything starts.
+    """
+    from gateway.settings import GatewaySettings
+    from ingestor.settings import IngestorSettings
+    from shared.settings import from_args
+
+    notes: list[str] = []
+    state_dir = state_folder(settings)
+
+    port = settings.port or _free_port(settings.host or "127.0.0.1")
+    if not _port_free(settings.host, port):
+        raise ConfigError(f"PORT: port {port} on {settings.host} is in use (another `tickstream up` "
+                          "or gateway?); choose another with --port")
+    private = not settings.redis_url
+    redis_port = 0
+    if private:
+        if shutil.which(settings.redis_server) is None:
+            raise ConfigError(f"TICKSTREAM_REDIS_SERVER: {settings.redis_server!r} not found: install "
+                              "redis-server (`make run` does) or give REDIS_URL")
+        redis_port = _choose_port("redis", "TICKSTREAM_REDIS_PORT", settings.redis_port,
+                                  DEFAULT_REDIS_PORT, "127.0.0.1", notes)
+        redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    else:
+        redis_url = settings.redis_url.reveal()
+    ingestor_port = _choose_port("ingestor", "TICKSTREAM_INGESTOR_PORT", settings.ingestor_port,
+                                 DEFAULT_INGESTOR_PORT, "127.0.0.1", notes)
+    simulator_port = 0
+    if simulate:
+        simulator_port = _choose_port("simulator", "TICKSTREAM_SIMULATOR_PORT", settings.simulator_port,
+                                      DEFAULT_SIMULATOR_PORT, "127.0.0.1", notes)
+
+    env = dict(environ)
+    env["REDIS_URL"] = redis_url
+    env["PYTHONUNBUFFERED"] = "1"
+    if settings.symbols:
+        env["SYMBOLS"] = ",".join(settings.symbols)
+    if settings.log_level:
+        env["LOG_LEVEL"] = settings.log_level.upper()
+
+    host = _short_host()
+    nodes = [f"{host}-gw{i}" for i in range(1, settings.gateways + 1)]
+    ingestor_node = f"{host}-ingestor"
+
+    # The children's own validation, run here: a bad JWT_SECRET or SYMBOLS stops `up` at once.
+    gateway = from_args(GatewaySettings, None, environ=env, host=settings.host, port=port,
+                        workers=1, node=nodes[0])
+    sim_urls: dict[str, Any] = {}
+    simulator_symbols: tuple[str, ...] = ()
+    if simulate:
+        sim_urls = {"binance_ws_url": f"ws://127.0.0.1:{simulator_port}",
+                    "binance_rest_url": f"http://127.0.0.1:{simulator_port}"}
+    ingestor = from_args(IngestorSettings, None, environ=env, host="127.0.0.1", port=ingestor_port,
+                         node=ingestor_node, **sim_urls)
+    if simulate:
+        from simulator.config import SimulatorConfig
+
+        # The simulator must list what the ingestor asks for (unless told otherwise).
+        if "SIMULATOR_SYMBOLS" not in env and settings.symbols:
+            simulator_symbols = ingestor.symbols
+        from_args(SimulatorConfig, None, environ=env, host="127.0.0.1", port=simulator_port,
+                  **({"symbols": simulator_symbols} if simulator_symbols else {}))
+    return Plan(
+        settings=settings, simulate=simulate, state_dir=state_dir, env=env, redis_url=redis_url,
+        private_redis=private, redis_port=redis_port, port=port, ingestor_port=ingestor_port,
+        simulator_port=simulator_port, simulator_symbols=simulator_symbols, gateway_nodes=nodes,
+        ingestor_node=ingestor_node,
+        gateway_stop=max(settings.stop_timeout, gateway.shutdown_grace + STOP_MARGIN),
+        ingestor_stop=max(settings.stop_timeout, ingestor.shutdown_grace + STOP_MARGIN),
+        notes=notes,
+    )
+
+
+# -- probes ------------------------------------------------------------------------------------
+
+
+async def _redis_ping(port: int, since: float) -> bool:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"PING\r\n")
+        await writer.drain()
+        return (await reader.readline()).startswith(b"+PONG")
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+class HttpProbes:
+    """HTTP readiness probes over one client that never reuses a connection.
+
+    A fresh connection per request matters for the gateways: the kernel spreads the connections
+    to a SO_REUSEPORT port over the processes listening on it, so polling ``/readyz`` on the
+    shared port soon hears from every gateway, each answer naming its node.
+    """
+
+    def __init__(self) -> None:
+        import httpx
+
+        self.client = httpx.AsyncClient(
+            timeout=1.0, limits=httpx.Limits(max_keepalive_connections=0), trust_env=False,
+            headers={"Connection": "close"},
+        )
+        self.nodes_ready: dict[str, float] = {}
+
+    async def ok(self, url: str, since: float = 0.0) -> bool:
+        return (await self.client.get(url)).status_code == 200
+
+    def gateway(self, url: str, node: str) -> Callable[[float], Awaitable[bool]]:
+        async def probe(since: float) -> bool:
+            response = await self.client.get(url)
+            answered = time.monotonic()
+            if response.status_code == 200:
+                with contextlib.suppress(ValueError, AttributeError):
+                    self.nodes_ready[str(response.json().get("node"))] = answered
+            return self.nodes_ready.get(node, -1.0) > since
+
+        return probe
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+# -- running -----------------------------------------------------------------------------------
+
+
+def _lock_state(state_dir: Path) -> IO[str]:
+    """Hold an exclusive lock on the state folder for as long as ``up`` runs."""
+    handle = open(state_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held until exit
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        other = "?"
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            other = str(json.loads((state_dir / STATE_FILE).read_text())["pid"])
+        raise TickstreamError(f"another `tickstream up` (pid {other}) is using the state folder "
+                              f"{state_dir}; stop it or use --state-dir") from None
+    return handle
+
+
+def _specs(plan: Plan, probes: HttpProbes) -> dict[str, ChildSpec]:
+    py = [sys.executable, "-m", "tickstream.cli"]
+    env = plan.env
+    specs: dict[str, ChildSpec] = {}
+    if plan.private_redis:
+        data = plan.state_dir / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        port = plan.redis_port
+        specs["redis"] = ChildSpec(
+            "redis",
+            [plan.settings.redis_server, "--port", str(port), "--bind", "127.0.0.1",
+             "--protected-mode", "yes", "--dir", str(data), "--appendonly", "yes",
+             "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
+             "--loglevel", "warning", "--logfile", ""],
+            env, lambda since: _redis_ping(port, since), stage=3, stop_timeout=plan.settings.stop_timeout,
+            address=plan.redis_url, note=f"AOF in {data}",
+        )
+    if plan.simulate:
+        sim = [*py, "simulator", "--host", "127.0.0.1", "--port", str(plan.simulator_port)]
+        if plan.simulator_symbols:
+            sim += ["--symbols", ",".join(plan.simulator_symbols)]
+        sim_url = f"http://127.0.0.1:{plan.simulator_port}"
+        specs["simulator"] = ChildSpec(
+            "simulator", sim, env, lambda since: probes.ok(f"{sim_url}/api/v3/ping"), stage=2,
+            stop_timeout=plan.settings.stop_timeout, address=sim_url, note="Binance-compatible, offline",
+        )
+    ingestor = [*py, "ingestor", "--host", "127.0.0.1", "--port", str(plan.ingestor_port),
+                "--node", plan.ingestor_node]
+    if plan.simulate:
+        ingestor += ["--binance-ws-url", f"ws://127.0.0.1:{plan.simulator_port}",
+                     "--binance-rest-url", f"http://127.0.0.1:{plan.simulator_port}"]
+    ingestor_url = f"http://127.0.0.1:{plan.ingestor_port}"
+    specs["ingestor"] = ChildSpec(
+        "ingestor", ingestor, env, lambda since: probes.ok(f"{ingestor_url}/readyz"), stage=1,
+        stop_timeout=plan.ingestor_stop, address=f"{ingestor_url}/readyz",
+        note="simulator" if plan.simulate else "Binance",
+    )
+    readyz = f"{plan.base_url}/readyz"
+    for index, node in enumerate(plan.gateway_nodes, 1):
+        specs[f"gateway-{index}"] = ChildSpec(
+            f"gateway-{index}",
+            [*py, "gateway", "--workers", "1", "--host", plan.settings.host, "--port", str(plan.port),
+             "--node", node],
+            env, probes.gateway(readyz, node), stage=0, stop_timeout=plan.gateway_stop,
+            address=plan.base_url, note=f"node {node}",
+        )
+    return specs
+
+
+def _table(sup: Supervisor, plan: Plan) -> str:
+    rows = [("NAME", "PID", "STATUS", "ADDRESS", "")]
+    if not plan.private_redis:
+        rows.append(("redis", "-", "external", Secret(plan.redis_url).redacted(), ""))
+    for child in sorted(sup.children.values(), key=lambda c: -c.spec.stage):
+        status = "ready" if child.ready else "restarting" if child.state == "restarting" else "not ready"
+        rows.append((child.name, str(child.pid or "-"), status, child.spec.address, child.spec.note))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join(
+        "  " + "  ".join(cell.ljust(widths[i]) if i < 4 else cell for i, cell in enumerate(row)).rstrip()
+        for row in rows
+    )
+
+
+async def _redis_reachable(url: str) -> str | None:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(url, socket_connect_timeout=3.0, socket_timeout=3.0)
+    try:
+        await client.ping()
+        return None
+    except Exception as exc:  # any failure is reported the same way
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        await client.aclose()
+
+
+async def run_stack(plan: Plan, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
+    out = out or sys.stdout
+    started = time.monotonic()
+    probes = HttpProbes()
+    specs = _specs(plan, probes)
+    sup = Supervisor(state_file=plan.state_dir / STATE_FILE, out=out, err=err,
+                     prefix_width=max(len(name) for name in specs))
+    sup.write_state()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if not sup.stop_requested.is_set():
+            sup.report(f"{signal.Signals(signum).name}: stopping (again to kill at once)")
+            sup.request_stop(0)
+        else:
+            sup.report(f"{signal.Signals(signum).name} again: killing what is left")
+            sup.kill_all()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+    def fail(message: str, code: int = 1) -> None:
+        sup.report(message)
+        sup.request_stop(code)
+
+    timeout = plan.settings.ready_timeout
+    try:
+        for note in plan.notes:
+            sup.report(note)
+        await _bring_up(sup, plan, specs, timeout, fail)
+        if not sup.stop_requested.is_set():
+            elapsed = time.monotonic() - started
+            print(f"tickstream up: stack started in {elapsed:.1f} s\n{_table(sup, plan)}\n"
+                  f"\nDashboard: {plan.base_url}/\nWebSocket: {plan.base_url.replace('http', 'ws', 1)}/ws"
+                  f"\nPIDs: {plan.state_dir / STATE_FILE}\nCtrl-C stops everything.",
+                  file=out, flush=True)
+            await sup.stop_requested.wait()
+    except OSError as exc:
+        fail(f"cannot start: {exc}")
+    finally:
+        await sup.shutdown()
+        await probes.aclose()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    left = [c.name for c in sup.children.values() if c.running]
+    if left:  # pragma: no cover - shutdown SIGKILLs and waits; this would be a bug
+        sup.report(f"still running: {', '.join(left)}")
+        return 1
+    sup.report("stopped")
+    return sup.exit_code
+
+
+async def _bring_up(sup: Supervisor, plan: Plan, specs: dict[str, ChildSpec], within: float,
+                    fail: Callable[[str, int], None]) -> None:
+    deadline = time.monotonic() + within
+
+    async def must_be_ready(*names: str) -> bool:
+        children = [sup.children[n] for n in names]
+        missing = await sup.wait_ready(children, deadline - time.monotonic())
+        if sup.stop_requested.is_set():
+            return False
+        if missing:
+            fail(f"{', '.join(c.name for c in missing)} not ready after {within:g} s; stopping", 1)
+            return False
+        return True
+
+    if "redis" in specs:
+        await sup.start(specs["redis"])
+        if not await must_be_ready("redis"):
+            return
+    else:
+        problem = await _redis_reachable(plan.redis_url)
+        if problem is not None:
+            fail(f"cannot reach REDIS_URL {Secret(plan.redis_url).redacted()}: {problem}", 1)
+            return
+    gateways = [name for name in specs if name.startswith("gateway-")]
+    for name in gateways:
+        await sup.start(specs[name])
+    if "simulator" in specs:
+        await sup.start(specs["simulator"])
+        if not await must_be_ready("simulator"):
+            return
+    await sup.start(specs["ingestor"])
+    if not await must_be_ready(*gateways):
+        return
+    # The ingestor may wait on Binance: report it in the table rather than give up.
+    missing = await sup.wait_ready([sup.children["ingestor"]], deadline - time.monotonic())
+    if missing and not sup.stop_requested.is_set():
+        hint = "" if plan.simulate else "; offline? use --simulate (make demo)"
+        sup.report(f"the ingestor is not ready after {within:g} s (see its lines above); "
+                   f"the gateways serve anyway{hint}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from shared.settings import from_args
+
+    settings = from_args(UpSettings, args)
+    simulate = args.simulate if args.simulate is not None else _parse_bool(
+        os.environ.get("TICKSTREAM_SIMULATE", ""), "TICKSTREAM_SIMULATE")
+    lock = _lock_state(state_folder(settings))
+    try:
+        plan = build_plan(settings, bool(simulate), os.environ)
+        return asyncio.run(run_stack(plan))
+    finally:
+        lock.close()
