@@ -7,10 +7,12 @@
 
 Everything runs on this machine over loopback: a private redis-server, one ``tickstream gateway``
 process, client processes (``--procs``, default 2) and a publisher process. Reported per
-scenario: events delivered per second, loss and duplicates (every client must receive every
-event exactly once), publish-to-receive latency p50/p99/p99.9 (Redis time of the event to the
-client's clock, sampled on the first event of each frame), and the gateway's CPU time per
-delivered event. The machine has 2 cores shared by all of these processes: the figures are
+scenario: events delivered per second, missing and duplicate events (every client must receive
+every event exactly once; after publishing stops the run waits until all clients have
+everything, or until nothing moved for 5 s, and reports that drain time: a client process too
+slow to keep up shows as drain time and latency, a real loss as missing events), publish-to-
+receive latency p50/p99/p99.9 (Redis time of the event to the client's clock, sampled on the
+first event of each frame), and the gateway's CPU time per delivered event. The machine has 2 cores shared by all of these processes: the figures are
 what one gateway does while its clients and Redis compete for the same CPU.
 """
 
@@ -45,17 +47,20 @@ class Result:
     p99: float
     p999: float
     gateway_cpu: float
+    drain: float  # seconds after publishing stopped until the clients had everything
 
     def line(self) -> str:
         per_event = self.gateway_cpu / max(1, self.delivered) * 1e6
         mode = "batch=1" if self.batch else "batch=0"
         return (f"N={self.clients:>5} rate={self.rate:>6}/s {mode}: delivered "
-                f"{self.delivered / self.seconds:>9,.0f}/s  lost {self.lost}  dup {self.duplicates}  "
+                f"{self.delivered / self.seconds:>9,.0f}/s  missing {self.lost}  dup {self.duplicates}  "
+                f"drain {self.drain:4.1f} s  "
                 f"latency p50 {self.p50:6.1f} ms p99 {self.p99:7.1f} ms p99.9 {self.p999:7.1f} ms  "
                 f"gateway CPU {per_event:5.2f} us/delivery ({self.gateway_cpu / self.seconds:.0%} of a core)")
 
 
-def client_worker(url: str, count: int, event_type: str, ready: Any, stop: Any, out: Any) -> None:
+def client_worker(url: str, count: int, event_type: str, ready: Any, stop: Any, out: Any,
+                  progress: Any) -> None:
     """Open ``count`` connections, subscribe, count events and sample latency until told."""
     import uvloop
 
@@ -81,6 +86,7 @@ def client_worker(url: str, count: int, event_type: str, ready: Any, stop: Any, 
                 now = time.time() * 1000
                 n = data.count(b'"offset"')
                 received[i] += n
+                progress.value += n
                 if i < 4:  # exact duplicate accounting on a few connections
                     for match in re.finditer(rb'"offset":"([0-9-]+)"', data):
                         seen.add(match.group(1))
@@ -136,8 +142,9 @@ def run_scenario(redis_url: str, gateway: Gateway, clients: int, rate: int, seco
     url = gateway.url + ("?batch=1" if batch else "")
     ready, stop, out, pub_out = ctx.Semaphore(0), ctx.Event(), ctx.Queue(), ctx.Queue()
     share = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
-    workers = [ctx.Process(target=client_worker, args=(url, n, event_type, ready, stop, out))
-               for n in share if n]
+    counters = [ctx.Value("q", 0, lock=False) for n in share if n]
+    workers = [ctx.Process(target=client_worker, args=(url, n, event_type, ready, stop, out, c))
+               for n, c in zip([n for n in share if n], counters, strict=True)]
     for w in workers:
         w.start()
     for _ in workers:
@@ -149,15 +156,20 @@ def run_scenario(redis_url: str, gateway: Gateway, clients: int, rate: int, seco
     pub.start()
     published = pub_out.get(timeout=seconds + 60)
     pub.join()
-    # let the tail drain: wait until the gateway is idle for a moment, bounded
-    deadline = time.monotonic() + 20
-    last_cpu = cpu_seconds(gateway.proc.pid)
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        now_cpu = cpu_seconds(gateway.proc.pid)
-        if now_cpu - last_cpu < 0.01:
+    publish_done = time.monotonic()
+    # Drain: wait until every client has every event, or nothing moved for 5 s (bounded).
+    expected = published * clients
+    last, last_change = -1, time.monotonic()
+    while time.monotonic() - publish_done < 120:
+        total = sum(c.value for c in counters)
+        if total >= expected:
             break
-        last_cpu = now_cpu
+        if total != last:
+            last, last_change = total, time.monotonic()
+        elif time.monotonic() - last_change > 5:
+            break
+        time.sleep(0.1)
+    drain = time.monotonic() - publish_done
     cpu = cpu_seconds(gateway.proc.pid) - cpu0
     elapsed = time.monotonic() - t0
     stop.set()
@@ -177,7 +189,7 @@ def run_scenario(redis_url: str, gateway: Gateway, clients: int, rate: int, seco
         received[i] - unique[i] for i in range(min(len(unique), len(received))) if received[i] > unique[i])
     return Result(clients, rate, batch, published, delivered, lost, duplicates,
                   min(elapsed, seconds), percentile(samples, 50), percentile(samples, 99),
-                  percentile(samples, 99.9), cpu)
+                  percentile(samples, 99.9), cpu, drain)
 
 
 async def resume_catch_up(redis_url: str, gateway: Gateway, behind: int) -> str:
