@@ -3,7 +3,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 STAMP := .venv/.installed
 
-.PHONY: run demo test test-fast lint fmt bench venv redis clean
+.PHONY: run demo test test-fast lint fmt bench venv redis system clean
 
 run: venv redis            ## the whole stack on this machine (live Binance)
 	$(BIN)/tickstream up
@@ -11,11 +11,13 @@ run: venv redis            ## the whole stack on this machine (live Binance)
 demo: venv redis           ## the whole stack against the local simulator (offline)
 	$(BIN)/tickstream up --simulate
 
-test: venv redis lint      ## lint, type-check and the full test suite
+test: venv system lint     ## lint, type-check and the full test suite
 	$(BIN)/pytest
 
-test-fast: venv            ## unit tests only
-	$(BIN)/pytest -m "not integration"
+test-fast: venv            ## the sans-I/O unit tests only (seconds, no servers)
+	$(BIN)/pytest -q tests/test_layout.py tests/shared/test_events.py tests/shared/test_codec.py \
+	  tests/shared/test_settings.py tests/shared/test_basics.py tests/gateway/test_protocol_unit.py \
+	  tests/gateway/test_writer.py tests/ingestor -k "not test_io_"
 
 lint: venv
 	$(BIN)/ruff check .
@@ -26,6 +28,8 @@ fmt: venv
 
 bench: venv redis          ## every benchmark (see bench/README.md for one at a time)
 	$(BIN)/python -m bench.publish
+	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.fanout
 
 venv: $(STAMP)
 
@@ -35,6 +39,9 @@ $(STAMP): pyproject.toml requirements.lock scripts/ensure-venv.sh
 
 redis:
 	@scripts/ensure-redis.sh
+
+system:                    ## redis-server, plus haproxy and chromium for their tests
+	@scripts/ensure-system.sh
 
 clean:
 	rm -rf .venv .state .mypy_cache .ruff_cache .pytest_cache .hypothesis
