@@ -18,26 +18,12 @@ import orjson
 from shared.errors import InvalidOffset
 from shared.events import EVENT_TYPE_RE, SYMBOL_RE
 from shared.offsets import Offset, parse_offset
-
-PROTOCOL_VERSION = 1
-SUBPROTOCOL_JSON = "tickstream.json"
-SUBPROTOCOL_MSGPACK = "tickstream.msgpack"
+from shared.protocol import *  # the protocol names, defined once for server and clients
 
 SEND_NOW = "tickstream.send_now"  # ASGI extension: synchronous frame writes (gateway/server.py)
 
 MAX_SYMBOLS = 1000
 MAX_LAST = 100_000
-
-# Close codes (CONTRACT section 3).
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_RESTARTING = 1012
-CLOSE_TRY_AGAIN = 1013
-CLOSE_HEARTBEAT = 4001
-CLOSE_SLOW = 4008
-CLOSE_RESYNC = 4009
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_ORIGIN = 4403
 
 MsgId = str | int | float | None
 

@@ -8,6 +8,8 @@ import pytest
 import redis
 import redis.asyncio
 
+from shared.publisher import AsyncPublisher, PublishSettings
+from tests.support.gateway import InProcessGateway, running_gateway
 from tests.support.redis_server import RedisServer
 
 
@@ -44,3 +46,17 @@ def private_redis() -> Iterator[RedisServer]:
     server.start()
     yield server
     server.cleanup()
+
+
+@pytest.fixture
+async def pub(redis_url: str) -> AsyncIterator[AsyncPublisher]:
+    """A publisher on the test's Redis."""
+    async with AsyncPublisher.from_url(redis_url, PublishSettings(redis_url=redis_url)) as publisher:
+        yield publisher
+
+
+@pytest.fixture
+async def gw(redis_url: str) -> AsyncIterator[InProcessGateway]:
+    """A gateway (uvicorn, in this process) on a free loopback port, on the test's Redis."""
+    async with running_gateway(redis_url) as gateway:
+        yield gateway

@@ -17,7 +17,7 @@ import { connect } from './tickstream.js';
 /** @typedef {import('./tickstream.js').Status} Status */
 
 const PRIVATE_TYPES = ['trade_executed', 'portfolio_update', 'risk_event'];
-const LEVELS = 16; // order book rows per side (the panel clips what does not fit)
+const LEVELS = 25; // order book rows per side at most (as many as fit are shown)
 const TAPE_ROWS = 30;
 const SERIES_MAX = 600; // candles kept per symbol and interval
 const ACTIVITY_MAX = 200;
@@ -66,8 +66,9 @@ const candles = new Map();
 let chosenInterval = params.get('interval');
 /** @type {Map<string, {bids: number[][], asks: number[][]}>} */
 const books = new Map();
-/** @type {{symbol: string, price: number, volume: number, side: string, t: number}[]} */
-const tape = [];
+/** @typedef {{price: number, volume: number, side: string, t: number}} Trade */
+/** @type {Map<string, Trade[]>} the latest trades of each symbol, newest first */
+const tapes = new Map();
 let eventCount = 0;
 let lastCount = 0;
 
@@ -113,10 +114,24 @@ function fmtQty(q) {
   if (q >= 1e4) return `${fixed(2).format(q / 1e3)}K`;
   return fixed(4).format(q);
 }
+/** @param {number} q a volume, always short */
+function fmtCompact(q) {
+  if (!Number.isFinite(q)) return '—';
+  if (q >= 1e9) return `${fixed(2).format(q / 1e9)}B`;
+  if (q >= 1e6) return `${fixed(2).format(q / 1e6)}M`;
+  if (q >= 1e3) return `${fixed(2).format(q / 1e3)}K`;
+  return fixed(q >= 100 ? 1 : 2).format(q);
+}
 /** @param {number|null} pct */
 function fmtPct(pct) {
   if (pct == null || !Number.isFinite(pct)) return '—';
+  if (Math.abs(pct) < 0.005) return '0.00%';
   return `${pct > 0 ? '+' : ''}${fixed(2).format(pct)}%`;
+}
+/** @param {number|null} pct @returns {string} the colour class of a change */
+function trendClass(pct) {
+  if (pct == null || !Number.isFinite(pct) || Math.abs(pct) < 0.005) return 'muted';
+  return pct > 0 ? 'up' : 'down';
 }
 /** @param {number} ms */
 function fmtTime(ms) {
@@ -169,14 +184,14 @@ function addMarketRow(m) {
   row.className = 'market';
   row.dataset.symbol = m.symbol;
   row.innerHTML = '<div class="sym"><span></span><small>—</small></div><span class="price num">—</span>'
-    + '<span class="chg num muted">—</span><canvas width="128" height="44"></canvas>';
+    + '<span class="chg num muted">—</span><canvas width="112" height="44"></canvas>';
   /** @type {HTMLElement} */ (row.querySelector('.sym span')).textContent = m.symbol;
   row.addEventListener('click', () => select(m.symbol));
   if (m.symbol === selected) row.classList.add('selected');
   m.row = row;
   // keep rows in alphabetical order: a new symbol never reorders the others
   const list = $('markets');
-  const after = [...list.children].find((el) => /** @type {HTMLElement} */ (el).dataset.symbol > m.symbol);
+  const after = Array.from(list.children).find((el) => (/** @type {HTMLElement} */ (el).dataset.symbol ?? '') > m.symbol);
   list.insertBefore(row, after ?? null);
   $('markets-empty').hidden = true;
   $('sym-count').textContent = `${markets.size} symbol${markets.size === 1 ? '' : 's'}`;
@@ -203,9 +218,12 @@ function onPrice(e) {
     m.spark[m.spark.length - 1] = price;
   }
   dirty.markets.add(symbol);
+  let tape = tapes.get(symbol);
+  if (!tape) tapes.set(symbol, (tape = []));
+  tape.unshift({ price, volume: num(d.volume), side: String(d.side || ''), t: timeMs(d.timestamp) || e.ts || Date.now() });
+  if (tape.length > TAPE_ROWS * 2) tape.length = TAPE_ROWS;
   if (symbol === selected) {
-    tape.unshift({ symbol, price, volume: num(d.volume), side: String(d.side || ''), t: timeMs(d.timestamp) || e.ts || Date.now() });
-    if (tape.length > 200) tape.length = 200;
+    dirty.chart = true; // the last-price line
     dirty.tape = true;
     dirty.header = true;
   }
@@ -238,6 +256,7 @@ function onMarketData(e) {
       series.delete(oldest);
     }
     if (symbol === selected) dirty.chart = true;
+    dirty.markets.add(symbol);
   } else if (d.kind === 'ticker') {
     const m = market(symbol);
     m.changePct = Number.isFinite(num(d.change_percent)) ? num(d.change_percent) : null;
@@ -274,7 +293,6 @@ function select(symbol) {
   if (selected === symbol && bookSymbol === symbol) return;
   selected = symbol;
   for (const m of markets.values()) m.row?.classList.toggle('selected', m.symbol === symbol);
-  tape.length = 0;
   dirty.chart = dirty.book = dirty.tape = dirty.header = dirty.intervals = true;
   const p = new URLSearchParams(location.search);
   p.set('symbol', symbol);
@@ -315,7 +333,12 @@ function onActivity(e) {
   what.innerHTML = describe(e);
   what.title = JSON.stringify(e.data);
   item.append(t, badge, what);
-  list.prepend(item);
+  // newest first, by the time Redis took each event: the types arrive over separate streams
+  const ts = e.ts ?? Date.now();
+  item.dataset.ts = String(ts);
+  let before = list.firstElementChild;
+  while (before && Number(/** @type {HTMLElement} */ (before).dataset.ts) > ts) before = before.nextElementSibling;
+  list.insertBefore(item, before);
   while (list.childElementCount > ACTIVITY_MAX) list.lastElementChild?.remove();
   $('activity-empty').hidden = true;
 }
@@ -367,6 +390,9 @@ function fmtNumber(v) {
 
 // --- rendering ------------------------------------------------------------------------------
 
+let chartDrawnAt = 0;
+let chartTimer = 0;
+
 function render() {
   frameRequested = false;
   const now = performance.now();
@@ -374,10 +400,23 @@ function render() {
   dirty.markets.clear();
   if (dirty.intervals) renderIntervals();
   if (dirty.header) renderChartHeader();
-  if (dirty.chart) drawChart();
   if (dirty.book) renderBook();
   if (dirty.tape) renderTape();
-  dirty.intervals = dirty.header = dirty.chart = dirty.book = dirty.tape = false;
+  dirty.intervals = dirty.header = dirty.book = dirty.tape = false;
+  if (dirty.chart) {
+    // price ticks redraw the chart (its last-price line) at most ~10 times a second
+    const wait = 100 - (now - chartDrawnAt);
+    if (wait <= 0 || hoverX !== null) {
+      chartDrawnAt = now;
+      dirty.chart = false;
+      drawChart();
+    } else if (!chartTimer) {
+      chartTimer = window.setTimeout(() => {
+        chartTimer = 0;
+        schedule();
+      }, wait);
+    }
+  }
 }
 
 /** @param {Market} m @param {number} now */
@@ -389,18 +428,33 @@ function renderMarket(m, now) {
   if (price.textContent !== text) {
     price.textContent = text;
     price.className = `price num ${m.dir > 0 ? 'up' : m.dir < 0 ? 'down' : ''}`;
-    if (now - m.flashAt > 400 && typeof price.animate === 'function') {
+    if (now - m.flashAt > 1000 && typeof price.animate === 'function') {
       m.flashAt = now;
-      price.animate([{ backgroundColor: m.dir >= 0 ? 'rgba(46,189,133,0.28)' : 'rgba(246,70,93,0.28)' },
-        { backgroundColor: 'transparent' }], { duration: 600, easing: 'ease-out' });
+      price.animate([{ backgroundColor: m.dir >= 0 ? 'rgba(46,189,133,0.18)' : 'rgba(246,70,93,0.18)' },
+        { backgroundColor: 'rgba(0,0,0,0)' }], { duration: 450, easing: 'ease-out' });
     }
   }
   const chg = /** @type {HTMLElement} */ (row.children[2]);
   chg.textContent = fmtPct(m.changePct);
-  chg.className = `chg num ${m.changePct == null ? 'muted' : m.changePct >= 0 ? 'up' : 'down'}`;
+  chg.className = `chg num ${trendClass(m.changePct)}`;
   /** @type {HTMLElement} */ (row.querySelector('small')).textContent = m.volume != null
-    ? `Vol ${fmtQty(m.volume)}` : `${fixed(0).format(m.trades)} trade${m.trades === 1 ? '' : 's'}`;
-  drawSpark(/** @type {HTMLCanvasElement} */ (row.children[3]), m.spark);
+    ? `Vol ${fmtCompact(m.volume)}` : `${fixed(0).format(m.trades)} trade${m.trades === 1 ? '' : 's'}`;
+  drawSpark(/** @type {HTMLCanvasElement} */ (row.children[3]), trend(m));
+}
+
+/**
+ * The sparkline's values: the closes of the symbol's shortest candles when there are some (so
+ * the trend is there from the first paint), else the last price of each second seen.
+ * @param {Market} m
+ */
+function trend(m) {
+  const byInterval = candles.get(m.symbol);
+  const interval = intervalsOf(m.symbol)[0];
+  const series = byInterval && interval ? byInterval.get(interval) : undefined;
+  if (!series || series.size < 10) return m.spark;
+  const closes = [...series.values()].sort((a, b) => a.t - b.t).slice(-SPARK_POINTS).map((c) => c.c);
+  if (m.price !== null) closes[closes.length - 1] = m.price;
+  return closes;
 }
 
 /** @param {HTMLCanvasElement} canvas @param {number[]} values */
@@ -441,11 +495,12 @@ function renderChartHeader() {
   last.className = `big num ${m && m.dir > 0 ? 'up' : m && m.dir < 0 ? 'down' : ''}`;
   const chg = $('chart-change');
   chg.textContent = m && m.changePct != null ? fmtPct(m.changePct) : '';
-  chg.className = `chg num ${m && m.changePct != null && m.changePct < 0 ? 'down' : 'up'}`;
+  chg.className = `chg num ${trendClass(m ? m.changePct : null)}`;
   $('book-symbol').textContent = selected ?? '';
   $('tape-symbol').textContent = selected ?? '';
 }
 
+/** @param {string|null} symbol @returns {string[]} */
 function intervalsOf(symbol) {
   const byInterval = symbol ? candles.get(symbol) : undefined;
   return byInterval ? [...byInterval.keys()].sort((a, b) => intervalMs(a) - intervalMs(b)) : [];
@@ -529,6 +584,27 @@ function renderBook() {
   }
 }
 
+/**
+ * Show as many book levels as fit, without a half row: the far levels go first (the top of the
+ * asks, the bottom of the bids), so the best prices always sit next to the spread.
+ */
+function fitBook() {
+  for (const id of ['asks', 'bids']) {
+    const el = $(id);
+    const rowHeight = /** @type {HTMLElement} */ (el.children[0]).offsetHeight || 22;
+    let fit = Math.max(1, Math.floor(el.clientHeight / rowHeight));
+    // hidden rows do not count: measure the container, not its content
+    fit = Math.min(LEVELS, fit);
+    for (let i = 0; i < LEVELS; i++) {
+      const far = id === 'asks' ? i < LEVELS - fit : i >= fit;
+      /** @type {HTMLElement} */ (el.children[i]).hidden = far;
+    }
+  }
+  const tapeEl = $('tape');
+  const fit = Math.floor(tapeEl.clientHeight / 22);
+  for (let i = 0; i < TAPE_ROWS; i++) /** @type {HTMLElement} */ (tapeEl.children[i]).hidden = i >= fit;
+}
+
 function buildRows() {
   for (const id of ['asks', 'bids']) {
     const el = $(id);
@@ -552,6 +628,7 @@ function renderTape() {
   const m = selected ? markets.get(selected) : undefined;
   const dec = m?.decimals ?? 2;
   const rows = $('tape').children;
+  const tape = (selected ? tapes.get(selected) : undefined) ?? [];
   for (let i = 0; i < TAPE_ROWS; i++) {
     const tr = tape[i];
     const row = /** @type {HTMLElement} */ (rows[i]);
@@ -635,21 +712,26 @@ function drawChart() {
   ctx.fillStyle = COLORS.axis;
   ctx.textAlign = 'left';
   const axisDec = Math.max(0, Math.min(dec, -Math.floor(Math.log10(step)) + 1));
+  const lastCandle = shown[shown.length - 1];
+  const lastPrice = m?.price ?? lastCandle.c;
+  const lastY = y(lastPrice);
   for (let p = Math.ceil(lo / step) * step; p <= hi; p += step) {
     const yy = Math.round(y(p)) + 0.5;
     ctx.beginPath();
     ctx.moveTo(padL, yy);
     ctx.lineTo(padL + plotW, yy);
     ctx.stroke();
-    ctx.fillText(fixed(axisDec).format(p), padL + plotW + 8, yy);
+    if (Math.abs(yy - lastY) > 14) ctx.fillText(fixed(axisDec).format(p), padL + plotW + 8, yy);
   }
 
   // time axis: a label every ~110 px, on candle boundaries
   const every = Math.max(1, Math.ceil(110 / slot));
   const ivMs = intervalMs(interval ?? '');
   ctx.textAlign = 'center';
+  const aligned = shown.some((c) => Math.round(c.t / (ivMs || 1)) % every === 0);
   shown.forEach((c, i) => {
-    if (Math.round(c.t / (ivMs || 1)) % every !== 0) return;
+    // on round boundaries (stable as candles come); a short series labels its last candle
+    if (aligned ? Math.round(c.t / (ivMs || 1)) % every !== 0 : i !== shown.length - 1) return;
     const x = Math.round(xOf(i)) + 0.5;
     ctx.strokeStyle = COLORS.grid;
     ctx.beginPath();
@@ -683,10 +765,8 @@ function drawChart() {
   });
 
   // last price line and label
-  const lastCandle = shown[shown.length - 1];
-  const lastPrice = m?.price ?? lastCandle.c;
   if (lastPrice >= lo && lastPrice <= hi) {
-    const ly = Math.round(y(lastPrice)) + 0.5;
+    const ly = Math.round(lastY) + 0.5;
     const color = lastCandle.c >= lastCandle.o ? COLORS.up : COLORS.down;
     ctx.strokeStyle = color;
     ctx.setLineDash([3, 3]);
@@ -760,24 +840,37 @@ function renderStatus(s) {
   const node = $('node');
   node.textContent = s.node ?? '—';
   node.title = s.node ?? '';
-  const user = $('user');
   if (s.state === 'disconnected' && s.error?.code === 4401) {
-    user.textContent = 'token refused';
-    user.className = 'user error';
-  } else if (s.user) {
-    user.textContent = s.user;
-    user.className = 'user signed';
-    $('activity-sub').textContent = `signals · trades, portfolio and risk of ${s.user}`;
-  } else if (s.state === 'connected') {
-    user.textContent = 'anonymous';
-    user.className = 'user';
-  }
-  if (s.state === 'disconnected' && s.error?.code === 4401) {
-    // a refused token: go on anonymously rather than stay dark
+    // a refused token: say so, and go on anonymously rather than stay dark
+    authNote = `token refused: ${s.error.message}`;
     token = '';
     sessionStorage.removeItem(TOKEN_KEY);
     setTimeout(start, 0);
   }
+  const user = $('user');
+  if (s.user) {
+    user.textContent = s.user;
+    user.className = 'user signed';
+    user.title = `signed in as ${s.user}`;
+    $('activity-sub').textContent = `signals · trades, portfolio and risk of ${s.user}`;
+  } else if (authNote) {
+    user.textContent = 'token refused';
+    user.className = 'user error';
+    user.title = authNote;
+  } else if (s.state === 'connected') {
+    user.textContent = 'anonymous';
+    user.className = 'user';
+    user.title = '';
+  }
+  updateAuthButton();
+}
+
+let authNote = '';
+
+/** The button signs in with what the field holds, or signs out when it is empty. */
+function updateAuthButton() {
+  const typed = /** @type {HTMLInputElement} */ ($('token')).value.trim() !== '';
+  $('signin').textContent = typed ? (token ? 'Switch' : 'Sign in') : token ? 'Sign out' : 'Sign in';
 }
 
 setInterval(() => {
@@ -820,6 +913,7 @@ $('auth').addEventListener('submit', (ev) => {
   const input = /** @type {HTMLInputElement} */ ($('token'));
   token = input.value.trim();
   input.value = '';
+  authNote = '';
   if (token) sessionStorage.setItem(TOKEN_KEY, token);
   else sessionStorage.removeItem(TOKEN_KEY);
   $('activity').replaceChildren();
@@ -827,9 +921,13 @@ $('auth').addEventListener('submit', (ev) => {
   $('activity-sub').textContent = token ? 'signing in…' : 'signals · sign in for trades, portfolio and risk';
   start();
 });
-if (token) $('signin').textContent = 'Switch';
+$('token').addEventListener('input', updateAuthButton);
+updateAuthButton();
 
 buildRows();
+const fitter = new ResizeObserver(fitBook);
+fitter.observe($('asks'));
+fitter.observe($('tape'));
 start();
 dirty.header = dirty.chart = dirty.book = dirty.tape = true;
 schedule();

@@ -10,7 +10,7 @@
  *
  * What it does for you, like the official Python client:
  * - reconnects with full-jitter exponential backoff (0.5 s doubling to a 30 s cap, reset once a
- *   connection has stayed up for 60 s);
+ *   connection has stayed up for 30 s), to the next URL when given several;
  * - resumes every subscription after any disconnect with `since` = the last offset it delivered
  *   (or the start position the `subscribed` reply gave) and the stream's `epoch`, and drops any
  *   event whose offset is not newer than the last one delivered: each event reaches your callback
@@ -18,9 +18,11 @@
  * - tells you through `onReset` when a resume came back `recovered:false` (history was lost: the
  *   subscription goes on live, rebuild your state);
  * - asks for `?batch=1` (several events per frame) by default;
- * - takes the token as a string or as a function (sync or async) that returns a fresh one,
- *   re-authenticates with an `auth` message before the token's `exp`, and on close code 4401
- *   fetches a fresh token and reconnects; 4403 (origin) and 1008 (policy) stop it for good;
+ * - takes the token as a string or as a function (sync or async) that returns a fresh one: the
+ *   function is called before every connection attempt and again before the token's `exp`,
+ *   when the fresh token is sent as an `auth` message (the connection stays up); on close code
+ *   4401 it reconnects with a fresh token (a fixed string cannot get fresher: it stops);
+ *   4403 (origin) and 1008 (policy) stop it for good;
  * - pings for latency and treats a connection silent for longer than the server's heartbeat
  *   interval + 10 s as dead (the server sends `{"type":"heartbeat"}` on idle connections).
  *
@@ -62,20 +64,25 @@
  */
 
 /**
+ * @typedef {string|null|(() => string|null|undefined|Promise<string|null|undefined>)} TokenSource
+ */
+
+/**
  * Options of {@link connect}.
  * @typedef {object} ConnectOptions
- * @property {string|null|(() => string|null|Promise<string|null>)} [token] a JWT, or a function
- *   returning a fresh one (called before connecting when the cached one is near its `exp`,
- *   after a 4401, and before `exp` to re-authenticate in place)
+ * @property {TokenSource} [token] a JWT, or a function (plain or async) returning a fresh one;
+ *   absent or null: anonymous
  * @property {boolean} [batch=true] ask for `?batch=1`: several messages per frame
  * @property {number} [batchMs] `&batch_ms=N`: how long the server may hold messages to fill a
  *   frame (server default 5, at most 50)
- * @property {number} [baseDelay=500] backoff: first ceiling, milliseconds
- * @property {number} [maxDelay=30000] backoff: cap, milliseconds
- * @property {number} [stableAfter=60000] backoff resets once a connection stayed up this long
- * @property {number} [pingInterval=5000] latency pings, milliseconds (0 = none)
- * @property {number} [silenceGrace=10000] dead after heartbeat interval + this much silence
- * @property {number} [openTimeout=10000] give up on a handshake after this long
+ * @property {number} [reconnectBase=500] backoff: first ceiling, milliseconds
+ * @property {number} [reconnectCap=30000] backoff: largest ceiling, milliseconds
+ * @property {number} [stableAfter=30000] the backoff starts over after a connection that stayed
+ *   up this long, milliseconds
+ * @property {number} [pingInterval=5000] latency probes, milliseconds (0: none)
+ * @property {number} [heartbeatTimeout=10000] a connection silent for the server's heartbeat
+ *   interval plus this long is dead, milliseconds
+ * @property {number} [openTimeout=10000] give up on a handshake after this long, milliseconds
  * @property {typeof WebSocket} [WebSocket] the WebSocket class (for tests or other runtimes)
  */
 
@@ -123,6 +130,9 @@
 
 const SUBPROTOCOL = 'tickstream.json';
 const OFFSET_RE = /^\d{1,20}-\d{1,20}$/;
+const REFRESH_MARGIN = 60000; // re-authenticate at most this long before `exp` ...
+const REFRESH_FRACTION = 0.5; // ... and at the latest after this fraction of the token's life
+const MIN_REFRESH_DELAY = 200;
 /** Close codes after which reconnecting cannot help. */
 const FATAL = new Map([[4403, 'origin not allowed'], [1008, 'policy violation']]);
 const CLOSE_UNAUTHORIZED = 4401;
@@ -175,7 +185,7 @@ export class Backoff {
    * @param {number} [stableAfter] a connection up this long resets the sequence, ms
    * @param {() => number} [random]
    */
-  constructor(base = 500, cap = 30000, stableAfter = 60000, random = Math.random) {
+  constructor(base = 500, cap = 30000, stableAfter = 30000, random = Math.random) {
     this.base = base;
     this.cap = cap;
     this.stableAfter = stableAfter;
@@ -229,8 +239,8 @@ export function tokenClaims(token) {
 
 /**
  * Open a client that stays connected until {@link TickstreamClient#close}.
- * @param {string} [url] the gateway's `/ws` (`ws:`, `wss:`, `http:`, `https:` or relative to the
- *   page; default: `/ws` of the page's origin)
+ * @param {string|string[]} [url] the gateway's `/ws` (`ws:`, `wss:`, `http:`, `https:` or relative
+ *   to the page; default: `/ws` of the page's origin), or several: each reconnect tries the next
  * @param {ConnectOptions} [options]
  * @returns {TickstreamClient}
  */
@@ -256,18 +266,22 @@ export function connect(url, options = {}) {
 
 export class TickstreamClient {
   /**
-   * @param {string|undefined} url
+   * @param {string|string[]|undefined} url
    * @param {ConnectOptions} options
    */
   constructor(url, options) {
-    this.url = url || '/ws';
+    /** @type {string[]} */
+    this.urls = Array.isArray(url) ? [...url] : [url || '/ws'];
+    if (this.urls.length === 0) throw new TypeError('no URL given');
+    this._urlIndex = -1;
     this.options = options;
+    /** @type {TokenSource} */
     this._tokenSource = options.token ?? null;
-    /** @type {string|null} */
+    /** @type {string|null} the token of the current connection */
     this._token = null;
-    this._tokenStale = true;
-    this._backoff = new Backoff(options.baseDelay ?? 500, options.maxDelay ?? 30000,
-      options.stableAfter ?? 60000);
+    this._tokenObtained = 0;
+    this._backoff = new Backoff(options.reconnectBase ?? 500, options.reconnectCap ?? 30000,
+      options.stableAfter ?? 30000);
     /** @type {Map<string, Sub>} */
     this._subs = new Map();
     /** @type {Map<number, {kind: 'subscribe'|'auth'|'ping'|'unsubscribe', sub?: Sub, at?: number}>} */
@@ -333,6 +347,11 @@ export class TickstreamClient {
     if (last != null && !(Number.isInteger(last) && last >= 0)) {
       throw new TypeError("'last' must be a non-negative integer");
     }
+    if (this._closed) {
+      const error = Promise.reject(new Error('client closed'));
+      error.catch(() => {});
+      return { eventType, ready: error, offset: () => null, epoch: () => null, unsubscribe: () => {} };
+    }
     const previous = this._subs.get(eventType);
     const fresh = since != null || last != null || !previous;
     /** @type {(reply: SubscribedReply) => void} */
@@ -347,9 +366,10 @@ export class TickstreamClient {
       eventType,
       callback,
       symbols: symbols ? new Set(symbols.map((s) => String(s).toUpperCase())) : null,
-      since: fresh ? since ?? null : null,
+      // a replacement keeps the start its predecessor asked for if that was not answered yet
+      since: fresh ? since ?? null : previous.position === null ? previous.since : null,
       epoch: fresh ? epoch ?? null : previous.epoch,
-      last: fresh ? last ?? null : null,
+      last: fresh ? last ?? null : previous.position === null ? previous.last : null,
       position: fresh ? null : previous.position,
       settled: false,
       reqId: null,
@@ -357,6 +377,11 @@ export class TickstreamClient {
       resolve,
       reject,
     };
+    if (previous && !previous.settled) {
+      // replaced before its reply: its `ready` follows the new subscription's
+      previous.settled = true;
+      ready.then(previous.resolve, previous.reject);
+    }
     this._subs.set(eventType, sub);
     if (this._isOpen()) this._sendSubscribe(sub);
     return {
@@ -375,7 +400,13 @@ export class TickstreamClient {
    * @param {string} eventType
    */
   unsubscribe(eventType) {
-    if (!this._subs.delete(eventType)) return;
+    const sub = this._subs.get(eventType);
+    if (!sub) return;
+    this._subs.delete(eventType);
+    if (!sub.settled) {
+      sub.settled = true;
+      sub.reject(new Error('unsubscribed'));
+    }
     if (this._isOpen()) this._send({ op: 'unsubscribe', event_type: eventType }, { kind: 'unsubscribe' });
   }
 
@@ -419,7 +450,6 @@ export class TickstreamClient {
   setToken(token) {
     this._tokenSource = token ?? null;
     this._token = null;
-    this._tokenStale = true;
     if (this._closed) return;
     this._drop(1000, 'token changed');
     this._backoff.reset();
@@ -459,16 +489,16 @@ export class TickstreamClient {
       token = await this._getToken();
     } catch (err) {
       if (attempt !== this._attemptSeq || this._closed) return;
-      this._setStatus({ error: { code: 'token', message: `token function failed: ${errorText(err)}` } });
-      this._scheduleRetry();
+      this._scheduleRetry({ error: { code: 'token', message: `token function failed: ${errorText(err)}` } });
       return;
     }
     if (attempt !== this._attemptSeq || this._closed) return;
     const WS = this.options.WebSocket ?? globalThis.WebSocket;
     /** @type {WebSocket} */
     let ws;
+    this._urlIndex = (this._urlIndex + 1) % this.urls.length;
     try {
-      ws = new WS(this._url(token), [SUBPROTOCOL]);
+      ws = new WS(this._url(this.urls[this._urlIndex], token), [SUBPROTOCOL]);
     } catch (err) {
       // a malformed URL cannot get better by retrying
       this._stop('bad_url', errorText(err));
@@ -485,10 +515,13 @@ export class TickstreamClient {
     ws.onerror = () => {}; // a close event follows
   }
 
-  /** @param {string|null} token */
-  _url(token) {
+  /**
+   * @param {string} url
+   * @param {string|null} token
+   */
+  _url(url, token) {
     const base = typeof location !== 'undefined' ? location.href : undefined;
-    const u = new URL(this.url, base);
+    const u = new URL(url, base);
     if (u.protocol === 'http:') u.protocol = 'ws:';
     else if (u.protocol === 'https:') u.protocol = 'wss:';
     if (this.options.batch ?? true) {
@@ -533,23 +566,18 @@ export class TickstreamClient {
   _lost(ws, code, reason) {
     if (ws !== this._ws) return;
     this._drop(CLOSE_SILENT, reason);
-    this._setStatus({ closeCode: code, closeReason: reason || null, node: null, session: null,
-      latency: null });
-    if (this._closed) return;
+    /** @type {Partial<Status>} */
+    const change = { closeCode: code, closeReason: reason || null, node: null, session: null,
+      latency: null };
     const fatal = FATAL.get(code);
     if (fatal) {
-      this._stop(code, reason || fatal);
-      return;
+      this._stop(code, reason || fatal, change);
+    } else if (code === CLOSE_UNAUTHORIZED && typeof this._tokenSource !== 'function') {
+      this._stop(code, reason || 'unauthorized: the token was refused', change);
+    } else {
+      if (code === CLOSE_UNAUTHORIZED) change.error = { code, message: reason || 'unauthorized' };
+      this._scheduleRetry(change); // after 4401 the next attempt asks for a fresh token anyway
     }
-    if (code === CLOSE_UNAUTHORIZED) {
-      if (typeof this._tokenSource !== 'function') {
-        this._stop(code, reason || 'unauthorized: the token was refused');
-        return;
-      }
-      this._tokenStale = true; // the next attempt asks the token function for a fresh one
-      this._setStatus({ error: { code, message: reason || 'unauthorized' } });
-    }
-    this._scheduleRetry();
   }
 
   /**
@@ -578,12 +606,13 @@ export class TickstreamClient {
    * Stop for good with an error status.
    * @param {string|number} code
    * @param {string} message
+   * @param {Partial<Status>} [change] more status fields to set at the same time
    */
-  _stop(code, message) {
+  _stop(code, message, change = {}) {
     this._closed = true;
     this._drop(1000, 'stopped');
     this._rejectAll(message);
-    this._setStatus({ state: 'disconnected', retryIn: null, error: { code, message } });
+    this._setStatus({ ...change, state: 'disconnected', retryIn: null, error: { code, message } });
   }
 
   /** @param {string} message */
@@ -596,9 +625,10 @@ export class TickstreamClient {
     }
   }
 
-  _scheduleRetry() {
+  /** @param {Partial<Status>} [change] more status fields to set at the same time */
+  _scheduleRetry(change = {}) {
     const delay = Math.round(this._backoff.next(Date.now()));
-    this._setStatus({ state: 'reconnecting', attempt: this._backoff.failures, retryIn: delay });
+    this._setStatus({ ...change, state: 'reconnecting', attempt: this._backoff.failures, retryIn: delay });
     this._setTimer('retry', () => this._open(), delay);
   }
 
@@ -610,7 +640,7 @@ export class TickstreamClient {
   /** @param {WebSocket} ws */
   _checkSilence(ws) {
     if (ws !== this._ws) return;
-    const limit = this._heartbeatMs + (this.options.silenceGrace ?? 10000);
+    const limit = this._heartbeatMs + (this.options.heartbeatTimeout ?? 10000);
     if (Date.now() - this._lastReceived > limit) {
       this._lost(ws, CLOSE_SILENT, `no message for ${Math.round(limit / 1000)} s`);
     }
@@ -622,43 +652,41 @@ export class TickstreamClient {
 
   // --- tokens -------------------------------------------------------------------------------
 
-  /** @returns {Promise<string|null>} */
+  /**
+   * The token for the next connection: a function is asked for a fresh one every time.
+   * @returns {Promise<string|null>}
+   */
   async _getToken() {
     const source = this._tokenSource;
-    if (source == null) return null;
-    if (typeof source === 'string') return source;
-    if (!this._tokenStale && this._token && !this._nearExpiry(this._token)) return this._token;
-    const token = await source();
+    let token = null;
+    if (typeof source === 'function') {
+      token = await source();
+      if (token != null && typeof token !== 'string') {
+        throw new TypeError(`the token function returned ${typeof token}, not a string`);
+      }
+    } else if (typeof source === 'string') {
+      token = source;
+    }
     this._token = token || null;
-    this._tokenStale = false;
+    this._tokenObtained = Date.now();
     return this._token;
   }
 
-  /** @param {string} token */
-  _nearExpiry(token) {
-    const { exp } = tokenClaims(token);
-    return exp !== null && exp * 1000 - Date.now() < this._refreshLead(token);
-  }
-
   /**
-   * How long before `exp` to re-authenticate: a quarter of the token's life, 1 s to 60 s.
-   * @param {string} token
+   * Re-authenticate before `exp`: at most 60 s before it, and at the latest once half of the
+   * token's remaining life has passed (same rule as the Python client).
    */
-  _refreshLead(token) {
-    const { exp, iat } = tokenClaims(token);
-    if (exp === null) return 0;
-    const life = exp * 1000 - (iat !== null ? iat * 1000 : Date.now());
-    return Math.min(60000, Math.max(1000, life / 4));
-  }
-
   _scheduleRefresh() {
     this._clearTimer('refresh');
     const token = this._token;
     if (typeof this._tokenSource !== 'function' || !token) return;
     const { exp } = tokenClaims(token);
     if (exp === null) return;
-    const delay = exp * 1000 - this._refreshLead(token) - Date.now();
-    this._setTimer('refresh', () => this._refresh(), Math.min(MAX_TIMER, Math.max(1000, delay)));
+    const expiresAt = exp * 1000;
+    const lifetime = Math.max(0, expiresAt - this._tokenObtained);
+    const refreshAt = expiresAt - Math.min(REFRESH_MARGIN, lifetime * REFRESH_FRACTION);
+    const delay = Math.max(MIN_REFRESH_DELAY, refreshAt - Date.now());
+    this._setTimer('refresh', () => this._refresh(), Math.min(MAX_TIMER, delay));
   }
 
   async _refresh() {
@@ -673,9 +701,9 @@ export class TickstreamClient {
       if (ws === this._ws) this._setTimer('refresh', () => this._refresh(), 5000);
       return;
     }
-    if (ws !== this._ws || !token) return;
+    if (ws !== this._ws || typeof token !== 'string' || !token) return;
     this._token = token;
-    this._tokenStale = false;
+    this._tokenObtained = Date.now();
     this._send({ op: 'auth', token }, { kind: 'auth' });
   }
 

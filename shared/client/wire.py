@@ -15,23 +15,7 @@ import msgpack
 import orjson
 
 from shared.offsets import Offset, parse_offset
-
-PROTOCOL_VERSION = 1
-SUBPROTOCOL_JSON = "tickstream.json"
-SUBPROTOCOL_MSGPACK = "tickstream.msgpack"
-
-# Close codes (CONTRACT section 3).
-CLOSE_NORMAL = 1000
-CLOSE_ABNORMAL = 1006  # no close frame: the TCP connection just went away
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_RESTARTING = 1012
-CLOSE_TRY_AGAIN = 1013
-CLOSE_HEARTBEAT = 4001
-CLOSE_SLOW = 4008
-CLOSE_RESYNC = 4009
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_ORIGIN = 4403
+from shared.protocol import *  # the protocol names, defined once for server and clients
 
 # Codes after which reconnecting cannot help: the client stops with an error.
 FATAL_CODES = {

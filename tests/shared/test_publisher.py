@@ -6,7 +6,6 @@ import asyncio
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator
 
 import msgpack
 import pytest
@@ -27,13 +26,6 @@ KEYS = Keys()
 
 def settings(url: str, **kw: object) -> PublishSettings:
     return PublishSettings(redis_url=url, **kw)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-async def pub(redis_url: str) -> AsyncIterator[AsyncPublisher]:
-    publisher = AsyncPublisher.from_url(redis_url, settings(redis_url))
-    yield publisher
-    await publisher.aclose()
 
 
 Row = tuple[str, dict[str, object], str, str]
