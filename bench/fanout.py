@@ -12,8 +12,9 @@ every event exactly once; after publishing stops the run waits until all clients
 everything, or until nothing moved for 5 s, and reports that drain time: a client process too
 slow to keep up shows as drain time and latency, a real loss as missing events), publish-to-
 receive latency p50/p99/p99.9 (Redis time of the event to the client's clock, sampled on the
-first event of each frame), and the gateway's CPU time per delivered event. The machine has 2 cores shared by all of these processes: the figures are
-what one gateway does while its clients and Redis compete for the same CPU.
+first event of each frame), and the gateway's CPU time per delivered event. The machine has 2
+cores shared by all of these processes: the figures are what one gateway does while its
+clients and Redis compete for the same CPU.
 """
 
 from __future__ import annotations
