@@ -27,6 +27,7 @@ from typing import Any, Self
 
 import redis
 import redis.asyncio
+from redis.exceptions import NoScriptError
 
 from shared.backoff import delays
 from shared.errors import RedisUnavailable
@@ -75,6 +76,17 @@ class PublishSettings(CommonSettings):
             policy=EventPolicy(self.private_types, self.max_event_bytes),
             idempotency_window_ms=int(self.idempotency_window * 1000),
         )
+
+
+def _needs_script(replies: list[Any]) -> bool:
+    """True when a reply says the script is not loaded; any other error is raised."""
+    missing = False
+    for reply in replies:
+        if isinstance(reply, NoScriptError):
+            missing = True
+        elif isinstance(reply, Exception):
+            raise reply
+    return missing
 
 
 def _events(
@@ -135,8 +147,13 @@ class AsyncPublisher:
                     return [await self._script(keys=call.keys, args=call.args)]
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for call in plan.calls:
-                        await self._script(keys=call.keys, args=call.args, client=pipe)
-                    return list(await pipe.execute())
+                        pipe.evalsha(self._script.sha, len(call.keys), *call.keys, *call.args)
+                    replies = list(await pipe.execute(raise_on_error=False))
+                if not _needs_script(replies):
+                    return replies
+                # Redis lost its script cache (a restart): load it and run the plan again.
+                # Calls that did run are answered from their records, so nothing is doubled.
+                await self._redis.script_load(PUBLISH_SCRIPT)
             except CONNECTION_ERRORS as exc:
                 wait = next(waits)
                 if time.monotonic() + wait > deadline:
@@ -197,8 +214,11 @@ class Publisher:
             try:
                 with self._redis.pipeline(transaction=False) as pipe:
                     for call in plan.calls:
-                        self._script(keys=call.keys, args=call.args, client=pipe)
-                    return list(pipe.execute())
+                        pipe.evalsha(self._script.sha, len(call.keys), *call.keys, *call.args)
+                    replies = list(pipe.execute(raise_on_error=False))
+                if not _needs_script(replies):
+                    return replies
+                self._redis.script_load(PUBLISH_SCRIPT)  # lost script cache: see AsyncPublisher
             except CONNECTION_ERRORS as exc:
                 wait = next(waits)
                 if time.monotonic() + wait > deadline:

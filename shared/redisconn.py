@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
+import redis.asyncio.retry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -52,7 +53,7 @@ def async_client(
     url: str, *, name: str = "tickstream", socket_timeout: float | None = 10.0, **extra: Any
 ) -> redis.asyncio.Redis:
     options = _options(name, socket_timeout, extra)
-    options["retry"] = Retry(NoBackoff(), 0)
+    options["retry"] = redis.asyncio.retry.Retry(NoBackoff(), 0)
     return redis.asyncio.Redis.from_url(_check(url), **options)
 
 

@@ -238,3 +238,15 @@ async def test_lost_reply_is_retried_without_publishing_twice(
     written = [d["i"] for _, d, _, _ in entries if "i" in d]
     assert written == list(range(batch)), "each event must be written exactly once"
     assert offsets == [off for off, d, _, _ in entries if "i" in d]
+
+
+async def test_batch_after_redis_forgot_the_script_publishes_everything_once(
+    pub: AsyncPublisher, aredis: redis.asyncio.Redis
+) -> None:
+    await pub.publish_many([Event("alpha", {"i": -1}), Event("beta", {"i": -1})])
+    await aredis.script_flush()  # what a Redis restart does to the script cache
+    await pub.publish_many([Event("alpha" if i % 2 else "beta", {"i": i}) for i in range(10)])
+    alpha = [d["i"] for _, d, _, _ in await read_all(aredis, "alpha")]
+    beta = [d["i"] for _, d, _, _ in await read_all(aredis, "beta")]
+    assert alpha == [-1, 1, 3, 5, 7, 9]
+    assert beta == [-1, 0, 2, 4, 6, 8]
