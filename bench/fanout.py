@@ -49,15 +49,18 @@ class Result:
     p999: float
     gateway_cpu: float
     drain: float  # seconds after publishing stopped until the clients had everything
+    slow_closes: int  # clients the gateway closed with 4008 (they would resume; these do not)
+    closes: int  # clients closed for any reason during the run
 
     def line(self) -> str:
         per_event = self.gateway_cpu / max(1, self.delivered) * 1e6
         mode = "batch=1" if self.batch else "batch=0"
         return (f"N={self.clients:>5} rate={self.rate:>6}/s {mode}: delivered "
                 f"{self.delivered / self.seconds:>9,.0f}/s  missing {self.lost}  dup {self.duplicates}  "
-                f"drain {self.drain:4.1f} s  "
+                f"drain {self.drain:4.1f} s  closed {self.closes} (4008: {self.slow_closes})  "
                 f"latency p50 {self.p50:6.1f} ms p99 {self.p99:7.1f} ms p99.9 {self.p999:7.1f} ms  "
-                f"gateway CPU {per_event:5.2f} us/delivery ({self.gateway_cpu / self.seconds:.0%} of a core)")
+                f"gateway CPU {per_event:5.2f} us/delivery "
+                f"({self.gateway_cpu / (self.seconds + self.drain):.0%} of a core)")
 
 
 def client_worker(url: str, count: int, event_type: str, ready: Any, stop: Any, out: Any,
@@ -100,7 +103,8 @@ def client_worker(url: str, count: int, event_type: str, ready: Any, stop: Any, 
             await asyncio.sleep(0.05)
         for t in tasks:
             t.cancel()
-        out.put((received, [len(s) for s in offsets_seen[:4]], samples))
+        closes = [ws.close_code for ws in conns if ws.close_code is not None]
+        out.put((received, [len(s) for s in offsets_seen[:4]], samples, closes))
         for ws in conns:
             ws.transport.abort()
 
@@ -177,11 +181,13 @@ def run_scenario(redis_url: str, gateway: Gateway, clients: int, rate: int, seco
     received: list[int] = []
     unique: list[int] = []
     samples: list[float] = []
+    closes: list[int] = []
     for _ in workers:
-        r, u, s = out.get(timeout=60)
+        r, u, s, c = out.get(timeout=60)
         received += r
         unique += u
         samples += s
+        closes += c
     for w in workers:
         w.join(30)
     delivered = sum(received)
@@ -190,7 +196,7 @@ def run_scenario(redis_url: str, gateway: Gateway, clients: int, rate: int, seco
         received[i] - unique[i] for i in range(min(len(unique), len(received))) if received[i] > unique[i])
     return Result(clients, rate, batch, published, delivered, lost, duplicates,
                   min(elapsed, seconds), percentile(samples, 50), percentile(samples, 99),
-                  percentile(samples, 99.9), cpu, drain)
+                  percentile(samples, 99.9), cpu, drain, closes.count(4008), len(closes))
 
 
 async def resume_catch_up(redis_url: str, gateway: Gateway, behind: int) -> str:

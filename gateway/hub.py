@@ -19,7 +19,8 @@ from shared.errors import CodecError
 from shared.offsets import Offset
 
 if TYPE_CHECKING:
-    from gateway.session import Session, Subscription
+    from gateway.session import Session
+    from gateway.subscription import Subscription
 
 log = logging.getLogger("tickstream.gateway.hub")
 

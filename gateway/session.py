@@ -1,7 +1,8 @@
-"""One client connection: its identity, subscriptions, limits and the recovery of each.
+"""One client connection: its identity, its subscriptions, its limits and its messages.
 
 The session does not own the socket: it is given ``send`` and ``close`` callables (the ASGI
-adapter in :mod:`gateway.endpoint`) and is fed frames through :meth:`Session.on_frame`.
+adapter in :mod:`gateway.endpoint`) and is fed frames through :meth:`Session.on_frame`. How a
+subscription starts (history, then live) is in :mod:`gateway.replay`.
 """
 
 from __future__ import annotations
@@ -15,14 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from gateway import protocol as p
 from gateway.auth import AuthError, Principal
-from gateway.broker import Entry, StreamState
-from gateway.hub import Batch, Encoded
-from gateway.recovery import can_recover, merge, position_before
+from gateway.replay import ReplayMixin
+from gateway.subscription import Subscription
 from gateway.writer import Frame, Writer
-from shared.backoff import delays
 from shared.logsetup import conn_logger
-from shared.offsets import Offset, format_offset
-from shared.redisconn import CONNECTION_ERRORS
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
@@ -34,62 +31,7 @@ log = logging.getLogger("tickstream.gateway.session")
 RATE_WINDOW = 10.0  # seconds over which rate-limit violations are counted
 
 
-class Subscription:
-    """One event type a session receives, with its filter and delivery position."""
-
-    __slots__ = ("binary", "buffer", "buffer_bytes", "event_type", "last", "recovering", "session",
-                 "symbols", "writer")
-
-    def __init__(self, session: Session, event_type: str, symbols: frozenset[str] | None) -> None:
-        self.session = session
-        self.writer = session.writer
-        self.binary = session.wire.binary
-        self.event_type = event_type
-        self.symbols = symbols
-        self.last: Offset = (0, 0)
-        self.recovering = True  # live events are buffered until history is delivered
-        self.buffer: list[Encoded] = []
-        self.buffer_bytes = 0
-
-    def offer(self, event: Encoded) -> None:
-        """One live event (private events come one by one), in stream order."""
-        if self.recovering:
-            self._buffer([event])
-        elif event.pos > self.last:
-            self.last = event.pos
-            item = event.wire(self.binary)
-            if not self.writer.push_many([item], len(item), event.ts):
-                self.session.slow_consumer("outgoing queue full")
-
-    def offer_batch(self, batch: Batch) -> None:
-        """A run of live events, in stream order; the wire list is shared with other subscribers."""
-        events = batch.events
-        if self.recovering:
-            self._buffer(events)
-            return
-        if events[0].pos > self.last:
-            items, size = batch.frames(self.binary)
-        else:  # overlaps what a replay already delivered: keep only the newer ones
-            events = [e for e in events if e.pos > self.last]
-            if not events:
-                return
-            items = [e.wire(self.binary) for e in events]
-            size = sum(map(len, items))
-        self.last = events[-1].pos
-        if not self.writer.push_many(items, size, events[0].ts):
-            self.session.slow_consumer("outgoing queue full")
-
-    def _buffer(self, events: list[Encoded]) -> None:
-        self.buffer.extend(events)
-        self.buffer_bytes += sum(len(e.entry.payload) for e in events) + 64 * len(events)
-        if self.buffer_bytes > self.writer.max_bytes:
-            self.session.slow_consumer("live events piled up during a replay")
-
-    def matches(self, item: Entry) -> bool:
-        return self.symbols is None or item.entry.symbol in self.symbols
-
-
-class Session:
+class Session(ReplayMixin):
     def __init__(
         self,
         node: Node,
@@ -278,146 +220,6 @@ class Session:
         if not task.cancelled() and task.exception() is not None:
             self.log.error("subscription to %s failed: %r", event_type, task.exception())
             self.close(1011, "internal error")
-
-    # --- recovery ----------------------------------------------------------------------------
-
-    async def _start(self, sub: Subscription, command: p.Subscribe) -> None:
-        state = await self._with_retry(lambda: self.node.broker.state(sub.event_type))
-        self.node.reader.note_epoch(sub.event_type, state.epoch)
-        reply: dict[str, Any] = {"type": "subscribed", "event_type": sub.event_type,
-                                 "epoch": state.epoch}
-        metrics = self.node.metrics
-        if command.since is not None:
-            if can_recover(command.since, command.epoch, state):
-                reply.update(offset=format_offset(command.since), recovered=True)
-                self.send_control(p.with_id(reply, command.id))
-                delivered = await self._replay_since(sub, command.since)
-                if delivered is None:
-                    return
-                metrics.replays.labels("true").inc()
-                metrics.replay_events.observe(delivered)
-            else:
-                sub.last = state.last
-                reply.update(offset=format_offset(state.last), recovered=False,
-                             earliest=state.earliest)
-                metrics.replays.labels("false").inc()
-                self.send_control(p.with_id(reply, command.id))
-        elif command.last is not None:
-            history = await self._last(sub, command.last, state)
-            start = position_before(history[0].pos) if history else state.last
-            reply.update(offset=format_offset(start), recovered=True)
-            self.send_control(p.with_id(reply, command.id))
-            if await self._deliver(sub, history) is None:
-                return
-            sub.last = history[-1].pos if history else state.last
-            metrics.replay_events.observe(len(history))
-        else:
-            sub.last = state.last
-            reply.update(offset=format_offset(sub.last), recovered=True)
-            self.send_control(p.with_id(reply, command.id))
-        await self._go_live(sub)
-
-    async def _go_live(self, sub: Subscription) -> None:
-        """Deliver what was buffered during the replay, then switch to direct delivery.
-
-        Delivering may wait for the client to drain; live events arriving meanwhile join the
-        buffer, so the loop runs until it is empty at a moment with nothing left to await.
-        """
-        while True:
-            buffered, sub.buffer, sub.buffer_bytes = sub.buffer, [], 0
-            events = merge((), buffered, sub.last)
-            if events:
-                sub.last = events[-1].pos
-                if not await self._push_paced([e.wire(sub.binary) for e in events], events[0].ts):
-                    return
-            if not sub.buffer:
-                sub.recovering = False
-                return
-
-    async def _push_paced(self, frames: list[Frame], ts: int = 0) -> bool:
-        """Queue replayed frames in slices, waiting for the client to drain between them.
-
-        A replay is as large as the client's backlog, which may be far larger than its queue:
-        pacing keeps the queue under its limit, so only a client that stops reading gets 4008.
-        """
-        writer = self.writer
-        limit = max(1, writer.max_bytes // 4)
-        start = acc = 0
-        for index, frame in enumerate(frames):
-            acc += len(frame)
-            if acc < limit and index < len(frames) - 1:
-                continue
-            await writer.wait_below(0.5)
-            if self.closed:
-                return False
-            if not writer.push_many(frames[start:index + 1], acc, ts):
-                self.slow_consumer("outgoing queue full during replay")
-                return False
-            start, acc = index + 1, 0
-        return True
-
-    async def _replay_since(self, sub: Subscription, since: Offset) -> int | None:
-        """Push every visible matching event after ``since``; None if the session was closed."""
-        settings = self.node.settings
-        after, delivered, scanned = since, 0, 0
-        while True:
-            page = await self._with_retry(
-                partial(self.node.broker.history, sub.event_type, after, settings.replay_page))
-            if not page:
-                break
-            count = await self._deliver(sub, page)
-            if count is None or self.closed:
-                return None
-            delivered += count
-            after = sub.last = page[-1].pos
-            scanned += len(page)
-            if scanned >= settings.replay_max_events:
-                # More than one connection may carry: the client resumes from what it got.
-                self.slow_consumer(f"replay passed {settings.replay_max_events} events")
-                return None
-            if len(page) < settings.replay_page:
-                break
-        return delivered
-
-    async def _last(self, sub: Subscription, n: int, state: StreamState) -> list[Entry]:
-        settings = self.node.settings
-        found: list[Entry] = []
-        before: Offset | None = None
-        scanned = 0
-        while len(found) < n and scanned < settings.replay_max_events:
-            page = await self._with_retry(
-                partial(self.node.broker.history_before, sub.event_type, before, settings.replay_page))
-            if not page:
-                break
-            for item in page:
-                if sub.matches(item) and self.can_see(item.entry.user):
-                    found.append(item)
-                    if len(found) == n:
-                        break
-            scanned += len(page)
-            before = page[-1].pos
-        found.reverse()
-        return found
-
-    async def _deliver(self, sub: Subscription, items: list[Entry]) -> int | None:
-        """Queue the replayed entries this subscription may see; None if the session closed."""
-        binary = sub.binary
-        frames = [Encoded(item).wire(binary) for item in items
-                  if sub.matches(item) and self.can_see(item.entry.user)]
-        if frames and not await self._push_paced(frames):
-            return None
-        return len(frames)
-
-    async def _with_retry(self, call: Callable[[], Awaitable[Any]]) -> Any:
-        """Redis calls made for a subscribe wait out a Redis outage (the connection stays)."""
-        waits = delays(0.1, 5.0)
-        while True:
-            try:
-                return await call()
-            except CONNECTION_ERRORS as exc:
-                wait = next(waits)
-                self.log.warning("subscribe waiting for Redis (%s); retry in %.1f s", exc, wait)
-                await asyncio.sleep(wait)
 
     # --- periodic checks (called by the node's ticker) ----------------------------------------
 

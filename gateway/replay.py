@@ -1,0 +1,193 @@
+"""The subscribe-time half of a session: history, then live, with nothing lost or doubled.
+
+A subscription is registered with the hub before any history is read, so live events are
+buffered from that moment (:class:`~gateway.subscription.Subscription` is *recovering*). Then,
+depending on the request:
+
+* ``since``: if :func:`~gateway.recovery.can_recover` says every later event is retained in the
+  same epoch, the reply says ``recovered: true`` and history is read with ``XRANGE`` in pages,
+  each delivered as it arrives and paced to the client's queue; otherwise ``recovered: false``
+  with ``earliest``, and the subscription starts live from the stream's newest offset.
+* ``last``: the newest N visible matching events, read backwards in pages.
+* neither: live from the stream's newest offset.
+
+Finally the buffered live events newer than the last delivered offset go out
+(:func:`~gateway.recovery.merge`) and the subscription switches to direct delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from gateway import protocol as p
+from gateway.broker import Entry, StreamState
+from gateway.hub import Encoded
+from gateway.recovery import can_recover, merge, position_before
+from gateway.subscription import Subscription
+from gateway.writer import Frame, Writer
+from shared.backoff import delays
+from shared.logsetup import ConnLogger
+from shared.offsets import Offset, format_offset
+from shared.redisconn import CONNECTION_ERRORS
+
+if TYPE_CHECKING:
+    from gateway.node import Node
+
+
+class ReplayMixin:
+    """Mixed into :class:`~gateway.session.Session`, which provides what is declared here."""
+
+    node: Node
+    writer: Writer
+    closed: bool
+    log: ConnLogger
+
+    def send_control(self, message: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def slow_consumer(self, why: str) -> None:
+        raise NotImplementedError
+
+    def can_see(self, entry_user: str) -> bool:
+        raise NotImplementedError
+
+    async def _start(self, sub: Subscription, command: p.Subscribe) -> None:
+        state = await self._with_retry(lambda: self.node.broker.state(sub.event_type))
+        self.node.reader.note_epoch(sub.event_type, state.epoch)
+        reply: dict[str, Any] = {"type": "subscribed", "event_type": sub.event_type,
+                                 "epoch": state.epoch}
+        metrics = self.node.metrics
+        if command.since is not None:
+            if can_recover(command.since, command.epoch, state):
+                reply.update(offset=format_offset(command.since), recovered=True)
+                self.send_control(p.with_id(reply, command.id))
+                delivered = await self._replay_since(sub, command.since)
+                if delivered is None:
+                    return
+                metrics.replays.labels("true").inc()
+                metrics.replay_events.observe(delivered)
+            else:
+                sub.last = state.last
+                reply.update(offset=format_offset(state.last), recovered=False,
+                             earliest=state.earliest)
+                metrics.replays.labels("false").inc()
+                self.send_control(p.with_id(reply, command.id))
+        elif command.last is not None:
+            history = await self._last(sub, command.last, state)
+            start = position_before(history[0].pos) if history else state.last
+            reply.update(offset=format_offset(start), recovered=True)
+            self.send_control(p.with_id(reply, command.id))
+            if await self._deliver(sub, history) is None:
+                return
+            sub.last = history[-1].pos if history else state.last
+            metrics.replay_events.observe(len(history))
+        else:
+            sub.last = state.last
+            reply.update(offset=format_offset(sub.last), recovered=True)
+            self.send_control(p.with_id(reply, command.id))
+        await self._go_live(sub)
+
+    async def _go_live(self, sub: Subscription) -> None:
+        """Deliver what was buffered during the replay, then switch to direct delivery.
+
+        Delivering may wait for the client to drain; live events arriving meanwhile join the
+        buffer, so the loop runs until it is empty at a moment with nothing left to await.
+        """
+        while True:
+            buffered, sub.buffer, sub.buffer_bytes = sub.buffer, [], 0
+            events = merge((), buffered, sub.last)
+            if events:
+                sub.last = events[-1].pos
+                if not await self._push_paced([e.wire(sub.binary) for e in events], events[0].ts):
+                    return
+            if not sub.buffer:
+                sub.recovering = False
+                return
+
+    async def _push_paced(self, frames: list[Frame], ts: int = 0) -> bool:
+        """Queue replayed frames in slices, waiting for the client to drain between them.
+
+        A replay is as large as the client's backlog, which may be far larger than its queue:
+        pacing keeps the queue under its limit, so only a client that stops reading gets 4008.
+        """
+        writer = self.writer
+        limit = max(1, writer.max_bytes // 4)
+        start = acc = 0
+        for index, frame in enumerate(frames):
+            acc += len(frame)
+            if acc < limit and index < len(frames) - 1:
+                continue
+            await writer.wait_below(0.5)
+            if self.closed:
+                return False
+            if not writer.push_many(frames[start:index + 1], acc, ts):
+                self.slow_consumer("outgoing queue full during replay")
+                return False
+            start, acc = index + 1, 0
+        return True
+
+    async def _replay_since(self, sub: Subscription, since: Offset) -> int | None:
+        """Push every visible matching event after ``since``; None if the session was closed."""
+        settings = self.node.settings
+        after, delivered, scanned = since, 0, 0
+        while True:
+            page = await self._with_retry(
+                partial(self.node.broker.history, sub.event_type, after, settings.replay_page))
+            if not page:
+                break
+            count = await self._deliver(sub, page)
+            if count is None or self.closed:
+                return None
+            delivered += count
+            after = sub.last = page[-1].pos
+            scanned += len(page)
+            if scanned >= settings.replay_max_events:
+                # More than one connection may carry: the client resumes from what it got.
+                self.slow_consumer(f"replay passed {settings.replay_max_events} events")
+                return None
+            if len(page) < settings.replay_page:
+                break
+        return delivered
+
+    async def _last(self, sub: Subscription, n: int, state: StreamState) -> list[Entry]:
+        settings = self.node.settings
+        found: list[Entry] = []
+        before: Offset | None = None
+        scanned = 0
+        while len(found) < n and scanned < settings.replay_max_events:
+            page = await self._with_retry(
+                partial(self.node.broker.history_before, sub.event_type, before, settings.replay_page))
+            if not page:
+                break
+            for item in page:
+                if sub.matches(item) and self.can_see(item.entry.user):
+                    found.append(item)
+                    if len(found) == n:
+                        break
+            scanned += len(page)
+            before = page[-1].pos
+        found.reverse()
+        return found
+
+    async def _deliver(self, sub: Subscription, items: list[Entry]) -> int | None:
+        """Queue the replayed entries this subscription may see; None if the session closed."""
+        binary = sub.binary
+        frames = [Encoded(item).wire(binary) for item in items
+                  if sub.matches(item) and self.can_see(item.entry.user)]
+        if frames and not await self._push_paced(frames):
+            return None
+        return len(frames)
+
+    async def _with_retry(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Redis calls made for a subscribe wait out a Redis outage (the connection stays)."""
+        waits = delays(0.1, 5.0)
+        while True:
+            try:
+                return await call()
+            except CONNECTION_ERRORS as exc:
+                wait = next(waits)
+                self.log.warning("subscribe waiting for Redis (%s); retry in %.1f s", exc, wait)
+                await asyncio.sleep(wait)
