@@ -23,8 +23,8 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import re
-from collections import Counter
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
