@@ -30,6 +30,11 @@ SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9._:/-]{0,63}$")
 _USER_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
 _IDEM_RE = re.compile(r"^[^\x00-\x20\x7f]{1,200}$")
 
+# Names already found valid: type names and symbols repeat endlessly on the publish path.
+_CACHE_MAX = 10_000
+_known_types: set[str] = set()
+_known_symbols: dict[str, str] = {}
+
 DEFAULT_PRIVATE_TYPES = frozenset({"trade_executed", "portfolio_update", "risk_event"})
 DEFAULT_MAX_EVENT_BYTES = 256 * 1024
 
@@ -68,19 +73,29 @@ DEFAULT_POLICY = EventPolicy()
 
 
 def check_event_type(event_type: object) -> str:
+    if type(event_type) is str and event_type in _known_types:
+        return event_type
     if not isinstance(event_type, str) or not EVENT_TYPE_RE.match(event_type):
         raise InvalidEventType(
             f"event_type must match ^[a-z][a-z0-9_]{{0,63}}$, got {str(event_type)[:80]!r}"
         )
+    if len(_known_types) < _CACHE_MAX:
+        _known_types.add(event_type)
     return event_type
 
 
 def normalize_symbol(symbol: object) -> str:
+    if type(symbol) is str:
+        known = _known_symbols.get(symbol)
+        if known is not None:
+            return known
     if not isinstance(symbol, str):
         raise ValidationError(f"symbol must be a string, got {type(symbol).__name__}")
     upper = symbol.upper()
     if not SYMBOL_RE.match(upper):
         raise ValidationError(f"symbol {symbol[:80]!r} is not a valid symbol (e.g. BTCUSDT)")
+    if len(_known_symbols) < _CACHE_MAX:
+        _known_symbols[symbol] = upper
     return upper
 
 
