@@ -55,7 +55,7 @@ async def test_pings_count_against_the_rate_limit() -> None:
 
 @pytest.mark.timeout(15)
 async def test_server_pings_with_a_payload_and_keeps_answering_clients_alive() -> None:
-    async with Simulator(port=0, rate=50, ping_interval=0.2, pong_timeout=0.6) as sim:
+    async with Simulator(port=0, rate=50, ping_interval=0.2, pong_timeout=1.0) as sim:
         raw = await RawClient.connect(f"{sim.url_ws}/ws/btcusdt@trade")
         ping = await raw.next_of(Opcode.PING)
         assert ping is not None and len(ping.data) > 0
@@ -107,7 +107,7 @@ async def test_pongs_with_a_wrong_payload_do_not_keep_the_connection() -> None:
 
 @pytest.mark.timeout(15)
 async def test_echoing_the_ping_payload_keeps_the_connection() -> None:
-    async with Simulator(port=0, rate=0, ping_interval=0.2, pong_timeout=0.5) as sim:
+    async with Simulator(port=0, rate=0, ping_interval=0.2, pong_timeout=1.0) as sim:
         client = await RawClient.connect(f"{sim.url_ws}/ws")
         start = time.monotonic()
         while time.monotonic() - start < 1.5:
