@@ -87,8 +87,10 @@ async def test_dashboard_shows_live_prices_book_candles_and_status(target: Targe
         "() => document.querySelectorAll('#bids .level[data-price]').length >= 5 && "
         "document.querySelectorAll('#asks .level[data-price]').length >= 5"), timeout=15,
         what="the order book")
-    best_bid = float(await page.get_attribute("#bids .level:first-child", "data-price") or 0)
-    best_ask = float(await page.get_attribute("#asks .level:last-child", "data-price") or 0)
+    # both sides read in one evaluation: the book may re-render between two separate reads
+    best_bid, best_ask = await page.evaluate(
+        "() => [document.querySelector('#bids .level:first-child').dataset.price,"
+        " document.querySelector('#asks .level:last-child').dataset.price].map(Number)")
     assert 0 < best_bid < best_ask
 
     # candles are drawn on the canvas (in both colours, with our market's history)
