@@ -10,7 +10,7 @@ is queued for every recipient.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from gateway.broker import Entry
@@ -171,12 +171,6 @@ class Hub:
         for bucket in idx.by_symbol.values():
             seen.update(bucket)
         return iter(seen)
-
-    def subscribed_types(self) -> Iterable[str]:
-        return self._types.keys()
-
-    def subscription_count(self) -> int:
-        return sum(len(s.subs) for s in self.sessions.values())
 
     # --- fan-out -----------------------------------------------------------------------------
 

@@ -55,11 +55,6 @@ class StreamEntry:
         return value
 
 
-def entry_fields(payload: bytes, symbol: str, user: str) -> dict[str, bytes | str]:
-    """The fields of a stream entry, for a direct XADD."""
-    return {"d": payload, "s": symbol, "u": user}
-
-
 def _text(value: bytes | str | None) -> str:
     if value is None:
         return ""

@@ -12,7 +12,6 @@ The tree::
     ├── InvalidOffset            an offset that is not ``<ms>-<seq>``
     ├── CodecError               a stream entry or frame that cannot be decoded
     └── RedisUnavailable         Redis could not be reached within the retry budget
-        └── PublishUncertain     (never raised by the publisher: it retries until it knows)
 
 Errors carry a short ``code`` usable on the wire (``bad_request``, ``invalid_offset`` ...).
 """
@@ -73,10 +72,3 @@ class RedisUnavailable(TickstreamError):
 
     code = "unavailable"
 
-
-class PublishUncertain(RedisUnavailable):
-    """Reserved: the outcome of a write could not be established.
-
-    The publisher never raises it today: a write whose reply was lost is retried under the
-    same producer sequence number, and the server-side script answers with the first result.
-    """

@@ -54,6 +54,3 @@ class Keys:
 
     def health(self, component: str, node: str) -> str:
         return f"{self.prefix}:health:{component}:{node}"
-
-    def health_pattern(self, component: str) -> str:
-        return f"{self.prefix}:health:{component}:*"

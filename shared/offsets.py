@@ -9,7 +9,6 @@ from shared.errors import InvalidOffset
 Offset = tuple[int, int]
 
 _OFFSET = re.compile(r"^(\d{1,20})-(\d{1,20})$")
-ZERO: Offset = (0, 0)
 
 
 def parse_offset(text: str | bytes) -> Offset:
@@ -28,7 +27,3 @@ def parse_offset(text: str | bytes) -> Offset:
 def format_offset(offset: Offset) -> str:
     return f"{offset[0]}-{offset[1]}"
 
-
-def offset_ms(offset: str) -> int:
-    """The millisecond part of an offset: when Redis accepted the event."""
-    return int(offset.split("-", 1)[0])
