@@ -63,7 +63,7 @@ class ReplayMixin:
         if command.since is not None:
             if can_recover(command.since, command.epoch, state):
                 reply.update(offset=format_offset(command.since), recovered=True)
-                self.send_control(p.with_id(reply, command.id))
+                self._reply(sub, p.with_id(reply, command.id))
                 delivered = await self._replay_since(sub, command.since)
                 if delivered is None:
                     return
@@ -74,12 +74,12 @@ class ReplayMixin:
                 reply.update(offset=format_offset(state.last), recovered=False,
                              earliest=state.earliest)
                 metrics.replays.labels("false").inc()
-                self.send_control(p.with_id(reply, command.id))
+                self._reply(sub, p.with_id(reply, command.id))
         elif command.last is not None:
             history = await self._last(sub, command.last, state)
             start = position_before(history[0].pos) if history else state.last
             reply.update(offset=format_offset(start), recovered=True)
-            self.send_control(p.with_id(reply, command.id))
+            self._reply(sub, p.with_id(reply, command.id))
             if await self._deliver(sub, history) is None:
                 return
             sub.last = history[-1].pos if history else state.last
@@ -87,8 +87,12 @@ class ReplayMixin:
         else:
             sub.last = state.last
             reply.update(offset=format_offset(sub.last), recovered=True)
-            self.send_control(p.with_id(reply, command.id))
+            self._reply(sub, p.with_id(reply, command.id))
         await self._go_live(sub)
+
+    def _reply(self, sub: Subscription, reply: dict[str, Any]) -> None:
+        sub.replied = True
+        self.send_control(reply)
 
     async def _go_live(self, sub: Subscription) -> None:
         """Deliver what was buffered during the replay, then switch to direct delivery.

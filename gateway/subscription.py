@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 class Subscription:
     """One event type a session receives, with its filter and delivery position."""
 
-    __slots__ = ("binary", "buffer", "buffer_bytes", "event_type", "last", "recovering", "session",
-                 "symbols", "writer")
+    __slots__ = ("binary", "buffer", "buffer_bytes", "event_type", "last", "recovering", "replied",
+                 "session", "symbols", "writer")
 
     def __init__(self, session: Session, event_type: str, symbols: frozenset[str] | None) -> None:
         self.session = session
@@ -31,6 +31,7 @@ class Subscription:
         self.symbols = symbols
         self.last: Offset = (0, 0)
         self.recovering = True  # live events are buffered until history is delivered
+        self.replied = False  # the ``subscribed`` reply was queued
         self.buffer: list[Encoded] = []
         self.buffer_bytes = 0
 
