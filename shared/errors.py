@@ -12,6 +12,7 @@ The tree::
     ├── InvalidOffset            an offset that is not ``<ms>-<seq>``
     ├── CodecError               a stream entry or frame that cannot be decoded
     └── RedisUnavailable         Redis could not be reached within the retry budget
+        └── NotReplicated        PUBLISH_MIN_REPLICAS replicas did not confirm a publish in time
 
 Errors carry a short ``code`` usable on the wire (``bad_request``, ``invalid_offset`` ...).
 """
@@ -72,3 +73,12 @@ class RedisUnavailable(TickstreamError):
 
     code = "unavailable"
 
+
+
+class NotReplicated(RedisUnavailable):
+    """Fewer than ``PUBLISH_MIN_REPLICAS`` replicas confirmed a write within the retry budget.
+
+    The events may or may not be in the stream: retry with the same idempotency keys.
+    """
+
+    code = "not_replicated"

@@ -1,56 +1,81 @@
-"""Every Redis key Tickstream reads or writes, in one place.
+"""Every Redis key Tickstream reads or writes, in one place, for every Redis topology.
 
+The keys of one event type carry a **hash tag**, ``{<event_type>}``: Redis Cluster puts them in
+one hash slot, so the publish script that touches a stream, its meta hash, idempotency keys and
+producer records runs on one node. Single servers and Sentinel use the same names.
 With the default prefix ``tickstream``:
 
 ============================================  =========  ====================================
 key                                           type       what it holds
 ============================================  =========  ====================================
-``tickstream:stream:<event_type>``            stream     the events of one type; entry id =
+``tickstream:{<event_type>}:stream``          stream     the events of one type; entry id =
                                                          the event's offset
-``tickstream:meta:<event_type>``              hash       ``epoch`` (changes when the stream is
-                                                         re-created), ``created`` (ms)
-``tickstream:types``                          set        every event type ever published
-``tickstream:idem:<event_type>:<key>``        string     offset of the first publish with that
+``tickstream:{<event_type>}:meta``            hash       ``epoch`` (changes when the stream is
+                                                         re-created), ``created`` (ms),
+                                                         ``reserved`` (epoch set by a subscribe
+                                                         before the first publish)
+``tickstream:{<event_type>}:idem:<key>``      string     offset of the first publish with that
                                                          idempotency key (expires: window)
-``tickstream:producer:<event_type>:<id>``     zset       results of one publisher's calls still
+``tickstream:{<event_type>}:producer:<id>``   zset       results of one publisher's calls still
                                                          in flight (retry de-duplication)
+``tickstream:types``                          set        every event type ever published
 ``tickstream:health:<component>:<node>``      string     JSON status, TTL a few heartbeats: a
                                                          container healthcheck reads it
 ============================================  =========  ====================================
 
-Redis Cluster is not supported: one script touches the stream, its meta hash and the type set.
+The layout before hash tags (``tickstream:stream:<event_type>``, ``tickstream:meta:<type>``)
+is named by :meth:`Keys.legacy_stream` and :meth:`Keys.legacy_meta`, for
+``tickstream migrate-keys``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+STREAM_SUFFIX = "}:stream"
+
 
 @dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str = "tickstream"
 
-    def stream(self, event_type: str) -> str:
-        return f"{self.prefix}:stream:{event_type}"
+    def tag(self, event_type: str) -> str:
+        """The part every key of ``event_type`` shares, hash tag included."""
+        return f"{self.prefix}:{{{event_type}}}"
 
-    def stream_prefix(self) -> str:
-        return f"{self.prefix}:stream:"
+    def stream(self, event_type: str) -> str:
+        return f"{self.prefix}:{{{event_type}}}:stream"
 
     def event_type_of(self, stream_key: str | bytes) -> str:
+        """The event type of a key made by :meth:`stream`."""
         key = stream_key.decode() if isinstance(stream_key, bytes) else stream_key
-        return key.removeprefix(self.stream_prefix())
+        return key.removeprefix(self.prefix + ":{").removesuffix(STREAM_SUFFIX)
 
     def meta(self, event_type: str) -> str:
-        return f"{self.prefix}:meta:{event_type}"
+        return f"{self.prefix}:{{{event_type}}}:meta"
 
     def types(self) -> str:
         return f"{self.prefix}:types"
 
     def idempotency(self, event_type: str, key: str) -> str:
-        return f"{self.prefix}:idem:{event_type}:{key}"
+        return f"{self.prefix}:{{{event_type}}}:idem:{key}"
 
     def producer(self, event_type: str, producer_id: str) -> str:
-        return f"{self.prefix}:producer:{event_type}:{producer_id}"
+        return f"{self.prefix}:{{{event_type}}}:producer:{producer_id}"
 
     def health(self, component: str, node: str) -> str:
         return f"{self.prefix}:health:{component}:{node}"
+
+    def health_pattern(self, component: str = "*") -> str:
+        return f"{self.prefix}:health:{component}:*"
+
+    # --- the layout of releases before hash tags, for migrate-keys ---------------------------
+
+    def legacy_stream(self, event_type: str) -> str:
+        return f"{self.prefix}:stream:{event_type}"
+
+    def legacy_meta(self, event_type: str) -> str:
+        return f"{self.prefix}:meta:{event_type}"
+
+    def legacy_stream_prefix(self) -> str:
+        return f"{self.prefix}:stream:"

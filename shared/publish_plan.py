@@ -8,19 +8,24 @@ atomically:
 
 1. If this producer's call sequence number was already recorded (a retry after a lost reply),
    return the offsets recorded then and write nothing.
-2. If the stream does not exist, record a new epoch in its meta hash and register the type.
-3. For each event (they all travel in ``ARGV[9]``, one msgpack array of
+2. If the stream does not exist, record a new epoch in its meta hash (unless a subscriber
+   reserved one, see :data:`RESERVE_SCRIPT`) and say so in the reply, so that the publisher
+   registers the type in the type set (another hash slot: not touched by the script).
+3. For each event (they all travel in ``ARGV[8]``, one msgpack array of
    ``[idempotency key name or "", data, symbol, user]``): an idempotency key seen within its
    window returns the first offset; otherwise ``XADD`` (trimming by count), remember the key.
 4. Trim by age (``XTRIM MINID ~``), record the call's result under its sequence number, and
    forget the records of calls the producer no longer has in flight.
+
+The reply is ``[created, offset, ...]``. Every key a call touches carries the event type's hash
+tag, so a call runs on the one Redis Cluster node that owns the type.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import msgpack
@@ -33,14 +38,16 @@ MAX_EVENTS_PER_CALL = 1000
 PRODUCER_RECORD_TTL_MS = 600_000
 
 PUBLISH_SCRIPT = """
-local stream, meta, types, producer = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local stream, meta, producer = KEYS[1], KEYS[2], KEYS[3]
 local seq, floor = ARGV[1], ARGV[2]
 local maxlen, maxage, idem_ms = ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local new_epoch, event_type, record_ttl = ARGV[6], ARGV[7], ARGV[8]
+local new_epoch, record_ttl = ARGV[6], ARGV[7]
 
 local recorded = redis.call('ZRANGEBYSCORE', producer, seq, seq)
 if #recorded > 0 then
-  local out = {}
+  -- A write, so that a WAIT after this call covers the recorded one (replication is ordered).
+  redis.call('PEXPIRE', producer, record_ttl)
+  local out = {0}
   for offset in string.gmatch(string.sub(recorded[1], #seq + 2), '[^,]+') do
     out[#out + 1] = offset
   end
@@ -49,16 +56,21 @@ end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local created = 0
 if redis.call('EXISTS', stream) == 0 then
-  redis.call('HSET', meta, 'epoch', new_epoch, 'created', now)
-  redis.call('SADD', types, event_type)
+  created = 1
+  if redis.call('HGET', meta, 'reserved') == '1' and redis.call('HEXISTS', meta, 'epoch') == 1 then
+    redis.call('HDEL', meta, 'reserved')  -- a subscriber established this epoch: keep it
+  else
+    redis.call('HSET', meta, 'epoch', new_epoch, 'created', now)
+  end
 elseif redis.call('HEXISTS', meta, 'epoch') == 0 then
+  created = 1
   redis.call('HSET', meta, 'epoch', new_epoch, 'created', now)
-  redis.call('SADD', types, event_type)
 end
 
-local out = {}
-local events = cmsgpack.unpack(ARGV[9])
+local out = {created}
+local events = cmsgpack.unpack(ARGV[8])
 for i = 1, #events do
   local idem, data, symbol, user = events[i][1], events[i][2], events[i][3], events[i][4]
   local offset = false
@@ -77,10 +89,25 @@ end
 if maxage > 0 then
   redis.call('XTRIM', stream, 'MINID', '~', now - maxage)
 end
-redis.call('ZADD', producer, seq, seq .. '|' .. table.concat(out, ','))
+redis.call('ZADD', producer, seq, seq .. '|' .. table.concat(out, ',', 2))
 redis.call('ZREMRANGEBYSCORE', producer, '-inf', '(' .. floor)
 redis.call('PEXPIRE', producer, record_ttl)
 return out
+"""
+
+RESERVE_SCRIPT = """
+local stream, meta = KEYS[1], KEYS[2]
+if redis.call('EXISTS', stream) == 0 and redis.call('HEXISTS', meta, 'epoch') == 0 then
+  local t = redis.call('TIME')
+  redis.call('HSET', meta, 'epoch', ARGV[1], 'reserved', '1',
+             'created', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+end
+return redis.call('HGET', meta, 'epoch')
+"""
+"""Give a type with no stream yet its epoch (a subscribe establishes it, CONTRACT section 3).
+
+The publish script keeps a ``reserved`` epoch when it creates the stream, so a client that
+subscribed before the first publish resumes with ``recovered: true``.
 """
 
 
@@ -89,6 +116,7 @@ class ScriptCall:
     """One planned script call: its keys, arguments and where its offsets go."""
 
     seq: int
+    event_type: str
     keys: list[str]
     args: list[bytes | str | int]
     positions: list[int]
@@ -99,16 +127,31 @@ class PublishPlan:
     calls: list[ScriptCall]
     size: int
 
-    def offsets(self, replies: Sequence[Sequence[bytes | str]]) -> list[str]:
+    def offsets(self, replies: Sequence[Sequence[bytes | str | int]]) -> list[str]:
         """Map the script replies back onto the order of the events given."""
         result: list[str] = [""] * self.size
         for call, reply in zip(self.calls, replies, strict=True):
-            if len(reply) != len(call.positions):
-                raise RuntimeError(f"publish script answered {len(reply)} offsets for "
+            if len(reply) != len(call.positions) + 1:
+                raise RuntimeError(f"publish script answered {len(reply) - 1} offsets for "
                                    f"{len(call.positions)} events")
-            for position, offset in zip(call.positions, reply, strict=True):
-                result[position] = offset.decode() if isinstance(offset, bytes) else offset
+            for position, offset in zip(call.positions, reply[1:], strict=True):
+                result[position] = offset.decode() if isinstance(offset, bytes) else str(offset)
         return result
+
+    def created(self, replies: Sequence[Sequence[bytes | str | int]]) -> set[str]:
+        """The event types whose stream a call created (to register in the type set)."""
+        return {call.event_type for call, reply in zip(self.calls, replies, strict=True)
+                if reply and reply[0] == 1}
+
+    def by_node(self, node_of: Callable[[str], str]) -> dict[str, list[int]]:
+        """Indexes of the calls grouped by the node owning each call's keys."""
+        groups: dict[str, list[int]] = {}
+        for index, call in enumerate(self.calls):
+            groups.setdefault(node_of(call.keys[0]), []).append(index)
+        return groups
+
+    def types(self) -> set[str]:
+        return {call.event_type for call in self.calls}
 
 
 @dataclass
@@ -143,7 +186,7 @@ class Planner:
         keys = self.keys
         args: list[bytes | str | int] = [
             seq, min(self._in_flight), retention.max_len, retention.max_age_ms,
-            self.idempotency_window_ms, os.urandom(6).hex(), event_type, PRODUCER_RECORD_TTL_MS,
+            self.idempotency_window_ms, os.urandom(6).hex(), PRODUCER_RECORD_TTL_MS,
         ]
         # All events travel as one msgpack argument: far cheaper to send than 4 per event.
         # Packed without the bin type: Redis' cmsgpack (Lua) only reads the old raw type.
@@ -154,8 +197,8 @@ class Planner:
         ], use_bin_type=False))
         return ScriptCall(
             seq,
-            [keys.stream(event_type), keys.meta(event_type), keys.types(),
-             keys.producer(event_type, self.producer_id)],
+            event_type,
+            [keys.stream(event_type), keys.meta(event_type), keys.producer(event_type, self.producer_id)],
             args,
             positions,
         )

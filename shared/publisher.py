@@ -8,7 +8,13 @@
 
 Every event is validated before anything is written: an invalid event raises a
 :class:`~shared.errors.ValidationError` and the whole batch is refused. A batch is sent as one
-pipeline of script calls (one per event type and 1,000 events).
+pipeline of script calls (one per event type and 1,000 events) per Redis node: on a Redis
+Cluster the calls are grouped by the node owning each type's hash slot, and a ``MOVED`` reply
+or a failover re-reads the slot map and retries.
+
+With ``PUBLISH_MIN_REPLICAS`` = N > 0 each node's pipeline ends with ``WAIT N``: the offsets are
+returned only once N replicas hold the events; otherwise the publish is retried within the
+retry budget, then :class:`~shared.errors.NotReplicated` is raised.
 
 When the connection to Redis fails, the call is retried with jittered backoff until
 ``retry_timeout`` has passed, then :class:`~shared.errors.RedisUnavailable` is raised. A retry
@@ -19,24 +25,25 @@ script answers a repeated sequence number with the offsets it recorded the first
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
-import redis
-import redis.asyncio
 from redis.exceptions import NoScriptError
 
 from shared.backoff import delays
-from shared.errors import RedisUnavailable
+from shared.errors import NotReplicated, RedisUnavailable
 from shared.events import Event, EventPolicy
 from shared.keys import Keys
-from shared.publish_plan import PUBLISH_SCRIPT, Planner, PublishPlan
-from shared.redisconn import CONNECTION_ERRORS, async_client, describe, sync_client
+from shared.publish_plan import PUBLISH_SCRIPT, Planner, PublishPlan, ScriptCall
+from shared.redisconn import RETRYABLE_ERRORS
 from shared.retention import RetentionPolicy, parse_retention
-from shared.settings import CommonSettings, parse_duration, setting
+from shared.settings import CommonSettings, Secret, parse_duration, setting
+from shared.topology import SyncTopology, Topology
 
 log = logging.getLogger("tickstream.shared.publisher")
 
@@ -68,6 +75,21 @@ class PublishSettings(CommonSettings):
         15.0, env="PUBLISH_RETRY_TIMEOUT", parse=parse_duration,
         help="how long a publish keeps retrying while Redis is unreachable",
     )
+    publish_min_replicas: int = setting(
+        0, env="PUBLISH_MIN_REPLICAS",
+        help="acknowledge a publish only once this many replicas hold it (Redis WAIT)",
+    )
+    publish_replica_timeout: float = setting(
+        1.0, env="PUBLISH_REPLICA_TIMEOUT", parse=parse_duration,
+        help="how long one WAIT for PUBLISH_MIN_REPLICAS replicas may take",
+    )
+
+    def __post_init__(self) -> None:
+        CommonSettings.__post_init__(self)
+        if not 0 <= self.publish_min_replicas <= 16:
+            raise ValueError("PUBLISH_MIN_REPLICAS: expected 0 to 16")
+        if not 0 < self.publish_replica_timeout <= 60:
+            raise ValueError("PUBLISH_REPLICA_TIMEOUT: expected more than 0 s and at most 60 s")
 
     def planner(self) -> Planner:
         return Planner(
@@ -78,15 +100,67 @@ class PublishSettings(CommonSettings):
         )
 
 
-def _needs_script(replies: list[Any]) -> bool:
-    """True when a reply says the script is not loaded; any other error is raised."""
-    missing = False
-    for reply in replies:
-        if isinstance(reply, NoScriptError):
-            missing = True
-        elif isinstance(reply, Exception):
-            raise reply
-    return missing
+class _Attempt:
+    """One try of a plan: the node pipelines' replies, checked (shared by both publishers)."""
+
+    def __init__(self, settings: PublishSettings, script_sha: str) -> None:
+        self.settings = settings
+        self.sha = script_sha
+        self.min_replicas = settings.publish_min_replicas
+        self.wait_ms = max(1, int(settings.publish_replica_timeout * 1000))
+
+    def fill(self, pipe: Any, calls: list[ScriptCall]) -> None:
+        for call in calls:
+            pipe.evalsha(self.sha, len(call.keys), *call.keys, *call.args)
+        if self.min_replicas:
+            pipe.execute_command("WAIT", self.min_replicas, self.wait_ms)
+
+    def check(self, replies: list[Any], node: str) -> list[Any] | None:
+        """The script replies, or None when the script must be loaded; errors are raised."""
+        if self.min_replicas:
+            replies, acked = replies[:-1], replies[-1]
+        missing = False
+        for reply in replies:
+            if isinstance(reply, NoScriptError):
+                missing = True
+            elif isinstance(reply, Exception):
+                raise reply
+        if missing:
+            return None
+        if self.min_replicas:
+            if isinstance(acked, Exception):
+                raise acked
+            if int(acked) < self.min_replicas:
+                raise _Unreplicated(f"{int(acked)} of {self.min_replicas} replicas of {node} "
+                                    f"confirmed within {self.wait_ms} ms")
+        return replies
+
+
+class _Unreplicated(Exception):
+    """WAIT answered fewer replicas than asked for (retried, then :class:`NotReplicated`)."""
+
+
+class _Retry:
+    """The retry budget of one publish: jittered waits until ``publish_retry_timeout``."""
+
+    def __init__(self, settings: PublishSettings, where: str) -> None:
+        self.deadline = time.monotonic() + settings.publish_retry_timeout
+        self.waits = delays(0.05, 2.0)
+        self.settings = settings
+        self.where = where
+
+    def next_wait(self, exc: BaseException) -> float:
+        wait = next(self.waits)
+        if time.monotonic() + wait > self.deadline:
+            budget = f"{self.settings.publish_retry_timeout:g} s"
+            if isinstance(exc, _Unreplicated):
+                raise NotReplicated(f"publish to {self.where} not replicated within {budget}: "
+                                    f"{exc}; retry with the same idempotency keys") from None
+            raise RedisUnavailable(f"Redis at {self.where} unreachable for {budget}: {exc}") from exc
+        log.warning("publish: %s (%s); retrying in %.2f s",
+                    "not replicated yet" if isinstance(exc, _Unreplicated) else "Redis failed",
+                    exc, wait)
+        return wait
 
 
 def _events(
@@ -96,25 +170,24 @@ def _events(
     return [Event(event_type, data, symbol, user, idempotency_key)]
 
 
-class AsyncPublisher:
-    """Publishes with redis.asyncio; safe to share between tasks of one event loop."""
+_RETRY: tuple[type[BaseException], ...] = (*RETRYABLE_ERRORS, _Unreplicated)
+SCRIPT_SHA = hashlib.sha1(PUBLISH_SCRIPT.encode()).hexdigest()
 
-    def __init__(
-        self,
-        client: redis.asyncio.Redis,
-        settings: PublishSettings | None = None,
-        *,
-        owns_client: bool = False,
-    ) -> None:
-        self.settings = settings or PublishSettings()
-        self._redis = client
+
+class AsyncPublisher:
+    """Publishes with redis.asyncio on any topology; safe to share between tasks of one loop."""
+
+    def __init__(self, topology: Topology, settings: PublishSettings | None = None) -> None:
+        self.settings = settings or PublishSettings(redis_url=Secret(topology.url))
+        self.topology = topology
         self._planner = self.settings.planner()
-        self._script = client.register_script(PUBLISH_SCRIPT)
-        self._owns_client = owns_client
+        self._keys = Keys(self.settings.key_prefix)
+        self._attempt = _Attempt(self.settings, SCRIPT_SHA)
+        self._registered: set[str] = set()
 
     @classmethod
     def from_url(cls, url: str, settings: PublishSettings | None = None) -> AsyncPublisher:
-        return cls(async_client(url, name="tickstream-publisher"), settings, owns_client=True)
+        return cls(Topology(url, name="tickstream-publisher"), settings)
 
     @classmethod
     def from_settings(cls, settings: PublishSettings) -> AsyncPublisher:
@@ -128,7 +201,7 @@ class AsyncPublisher:
         return (await self.publish_many(_events(event_type, data, symbol, user, idempotency_key)))[0]
 
     async def publish_many(self, events: Iterable[Event]) -> list[str]:
-        """Publish a batch in one pipeline; offsets come back in the order of ``events``."""
+        """Publish a batch; offsets come back in the order of ``events``."""
         plan = self._planner.plan(events)
         if not plan.calls:
             return []
@@ -138,35 +211,57 @@ class AsyncPublisher:
             self._planner.done(plan)
 
     async def _run(self, plan: PublishPlan) -> list[Any]:
-        deadline = time.monotonic() + self.settings.publish_retry_timeout
-        waits = delays(0.05, 2.0)
+        retry = _Retry(self.settings, self.topology.describe())
         while True:
             try:
-                if len(plan.calls) == 1:
-                    call = plan.calls[0]
-                    return [await self._script(keys=call.keys, args=call.args)]
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for call in plan.calls:
-                        pipe.evalsha(self._script.sha, len(call.keys), *call.keys, *call.args)
-                    replies = list(await pipe.execute(raise_on_error=False))
-                if not _needs_script(replies):
-                    return replies
-                # Redis lost its script cache (a restart): load it and run the plan again.
-                # Calls that did run are answered from their records, so nothing is doubled.
-                await self._redis.script_load(PUBLISH_SCRIPT)
-            except CONNECTION_ERRORS as exc:
-                wait = next(waits)
-                if time.monotonic() + wait > deadline:
-                    raise RedisUnavailable(
-                        f"Redis at {describe(self.settings.redis_url)} unreachable for "
-                        f"{self.settings.publish_retry_timeout:g} s: {exc}"
-                    ) from exc
-                log.warning("publish: Redis connection failed (%s); retrying in %.2f s", exc, wait)
+                await self._register(plan.types() - self._registered)
+                nodes = {call.keys[0]: await self.topology.node_of(call.keys[0]) for call in plan.calls}
+                groups = plan.by_node(nodes.__getitem__)
+                parts = await asyncio.gather(
+                    *(self._run_node(plan, indexes) for indexes in groups.values()),
+                    return_exceptions=True)
+                for part in parts:
+                    if isinstance(part, BaseException):
+                        raise part
+                replies: list[Any] = [None] * len(plan.calls)
+                for indexes, part in zip(groups.values(), parts, strict=True):
+                    for index, reply in zip(indexes, part, strict=True):  # type: ignore[arg-type]
+                        replies[index] = reply
+                await self._register(plan.created(replies))
+                return replies
+            except _RETRY as exc:
+                wait = retry.next_wait(exc)
                 await asyncio.sleep(wait)
+                await self._refresh()
+
+    async def _run_node(self, plan: PublishPlan, indexes: list[int]) -> list[Any]:
+        calls = [plan.calls[i] for i in indexes]
+        client = await self.topology.client_for(calls[0].keys[0])
+        while True:
+            async with client.pipeline(transaction=False) as pipe:
+                self._attempt.fill(pipe, calls)
+                raw = list(await pipe.execute(raise_on_error=False))
+            replies = self._attempt.check(raw, calls[0].event_type)
+            if replies is not None:
+                return replies
+            # The node lost its script cache (a restart, a failover): load it and run again.
+            # Calls that did run are answered from their records, so nothing is doubled.
+            await client.script_load(PUBLISH_SCRIPT)
+
+    async def _register(self, event_types: set[str]) -> None:
+        if event_types:
+            types_key = self._keys.types()
+            await (await self.topology.client_for(types_key)).sadd(types_key, *sorted(event_types))
+            self._registered |= event_types
+
+    async def _refresh(self) -> None:
+        try:
+            await self.topology.refresh()
+        except RETRYABLE_ERRORS as exc:
+            log.warning("publish: could not re-read the Redis topology yet: %s", exc)
 
     async def aclose(self) -> None:
-        if self._owns_client:
-            await self._redis.aclose()
+        await self.topology.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -178,19 +273,18 @@ class AsyncPublisher:
 class Publisher:
     """The blocking publisher, for scripts and synchronous services (thread-safe)."""
 
-    def __init__(
-        self, client: redis.Redis, settings: PublishSettings | None = None, *,
-        owns_client: bool = False,
-    ) -> None:
-        self.settings = settings or PublishSettings()
-        self._redis = client
+    def __init__(self, topology: SyncTopology, settings: PublishSettings | None = None) -> None:
+        self.settings = settings or PublishSettings(redis_url=Secret(topology.url))
+        self.topology = topology
         self._planner = self.settings.planner()
-        self._script = client.register_script(PUBLISH_SCRIPT)
-        self._owns_client = owns_client
+        self._keys = Keys(self.settings.key_prefix)
+        self._attempt = _Attempt(self.settings, SCRIPT_SHA)
+        self._registered: set[str] = set()
+        self._lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str, settings: PublishSettings | None = None) -> Publisher:
-        return cls(sync_client(url, name="tickstream-publisher"), settings, owns_client=True)
+        return cls(SyncTopology(url, name="tickstream-publisher"), settings)
 
     def publish(
         self, event_type: str, data: Mapping[str, Any], symbol: str | None = None,
@@ -199,39 +293,53 @@ class Publisher:
         return self.publish_many(_events(event_type, data, symbol, user, idempotency_key))[0]
 
     def publish_many(self, events: Iterable[Event]) -> list[str]:
-        plan = self._planner.plan(events)
-        if not plan.calls:
-            return []
-        try:
-            return plan.offsets(self._run(plan))
-        finally:
-            self._planner.done(plan)
+        with self._lock:  # the planner's sequence and the topology are not thread-safe
+            plan = self._planner.plan(events)
+            if not plan.calls:
+                return []
+            try:
+                return plan.offsets(self._run(plan))
+            finally:
+                self._planner.done(plan)
 
     def _run(self, plan: PublishPlan) -> list[Any]:
-        deadline = time.monotonic() + self.settings.publish_retry_timeout
-        waits = delays(0.05, 2.0)
+        retry = _Retry(self.settings, self.topology.describe())
         while True:
             try:
-                with self._redis.pipeline(transaction=False) as pipe:
-                    for call in plan.calls:
-                        pipe.evalsha(self._script.sha, len(call.keys), *call.keys, *call.args)
-                    replies = list(pipe.execute(raise_on_error=False))
-                if not _needs_script(replies):
-                    return replies
-                self._redis.script_load(PUBLISH_SCRIPT)  # lost script cache: see AsyncPublisher
-            except CONNECTION_ERRORS as exc:
-                wait = next(waits)
-                if time.monotonic() + wait > deadline:
-                    raise RedisUnavailable(
-                        f"Redis at {describe(self.settings.redis_url)} unreachable for "
-                        f"{self.settings.publish_retry_timeout:g} s: {exc}"
-                    ) from exc
-                log.warning("publish: Redis connection failed (%s); retrying in %.2f s", exc, wait)
-                time.sleep(wait)
+                self._register(plan.types() - self._registered)
+                replies: list[Any] = [None] * len(plan.calls)
+                for indexes in plan.by_node(self.topology.node_of).values():
+                    for index, reply in zip(indexes, self._run_node(plan, indexes), strict=True):
+                        replies[index] = reply
+                self._register(plan.created(replies))
+                return replies
+            except _RETRY as exc:
+                time.sleep(retry.next_wait(exc))
+                try:
+                    self.topology.refresh()
+                except RETRYABLE_ERRORS as refresh_exc:
+                    log.warning("publish: could not re-read the Redis topology yet: %s", refresh_exc)
+
+    def _run_node(self, plan: PublishPlan, indexes: list[int]) -> list[Any]:
+        calls = [plan.calls[i] for i in indexes]
+        client = self.topology.client_for(calls[0].keys[0])
+        while True:
+            with client.pipeline(transaction=False) as pipe:
+                self._attempt.fill(pipe, calls)
+                raw = list(pipe.execute(raise_on_error=False))
+            replies = self._attempt.check(raw, calls[0].event_type)
+            if replies is not None:
+                return replies
+            client.script_load(PUBLISH_SCRIPT)  # lost script cache: see AsyncPublisher
+
+    def _register(self, event_types: set[str]) -> None:
+        if event_types:
+            types_key = self._keys.types()
+            self.topology.client_for(types_key).sadd(types_key, *sorted(event_types))
+            self._registered |= event_types
 
     def close(self) -> None:
-        if self._owns_client:
-            self._redis.close()
+        self.topology.close()
 
     def __enter__(self) -> Self:
         return self

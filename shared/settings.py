@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from shared.errors import ConfigError
+from shared.redisconn import parse_redis_url
 
 T = TypeVar("T")
 
@@ -78,13 +79,16 @@ def setting(
     return dataclasses.field(default=default, metadata={_META: _Spec(env, flag, help, parse)})
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+# Settings are checked whole (fullmatch) and in ASCII (\d and \s would take any Unicode digit/space).
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", re.ASCII)
+_SIZE = re.compile(r"\s*(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*", re.ASCII)
+_KEY_PREFIX = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _UNITS = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(text: str) -> float:
     """``"250ms"``, ``"30"``, ``"30s"``, ``"5m"``, ``"24h"``, ``"7d"`` -> seconds (float)."""
-    match = _DURATION.match(text)
+    match = _DURATION.fullmatch(text)
     if not match:
         raise ValueError(f"expected a duration such as 30s, 5m or 24h, got {text!r}")
     return float(match.group(1)) * _UNITS[match.group(2)]
@@ -92,7 +96,7 @@ def parse_duration(text: str) -> float:
 
 def parse_size(text: str) -> int:
     """``"4MiB"``, ``"512KiB"``, ``"1048576"`` -> bytes."""
-    match = re.match(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$", text)
+    match = _SIZE.fullmatch(text)
     if not match:
         raise ValueError(f"expected a size such as 4MiB or 65536, got {text!r}")
     mult = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3,
@@ -214,7 +218,8 @@ class CommonSettings:
     redis_url: Secret = setting(
         Secret("redis://127.0.0.1:6379/0"),
         env="REDIS_URL",
-        help="Redis URL: redis://, rediss:// or unix://",
+        help="Redis URL: redis://, rediss://, unix:// (one server), "
+             "redis+cluster://host:port,... or redis+sentinel://host:port,...?sentinel_master_name=N",
     )
     key_prefix: str = setting(
         "tickstream", env="KEY_PREFIX", help="prefix of every Redis key Tickstream writes"
@@ -223,9 +228,12 @@ class CommonSettings:
 
     def __post_init__(self) -> None:
         coerce_secrets(self)
-        if not re.match(r"^(redis|rediss|unix)://", self.redis_url):
-            raise ValueError("REDIS_URL: expected redis://, rediss:// or unix://")
+        try:
+            parse_redis_url(self.redis_url)
+        except ConfigError as exc:
+            message = str(exc).removeprefix("REDIS_URL: ").removeprefix("REDIS_URL ")
+            raise ValueError(f"REDIS_URL: {message}") from None
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError(f"LOG_LEVEL: unknown level {self.log_level!r}")
-        if not re.match(r"^[A-Za-z0-9_.\-]{1,64}$", self.key_prefix):
+        if not _KEY_PREFIX.fullmatch(self.key_prefix):
             raise ValueError("KEY_PREFIX: letters, digits, '_', '-', '.' only")

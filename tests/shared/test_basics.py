@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from redis.crc import key_slot
 
 from shared.backoff import Backoff, delays
 from shared.errors import InvalidOffset
@@ -26,7 +27,16 @@ def test_keys_share_one_prefix() -> None:
              keys.health("gateway", "n1")]
     assert all(name.startswith("ts:") for name in names)
     assert len(set(names)) == len(names)
-    assert keys.event_type_of(b"ts:stream:price_update") == "price_update"
+    assert keys.event_type_of(keys.stream("price_update").encode()) == "price_update"
+
+
+def test_keys_of_one_type_share_a_cluster_slot_and_types_spread() -> None:
+    keys = Keys()
+    per_type = [keys.stream("price_update"), keys.meta("price_update"),
+                keys.idempotency("price_update", "order-1"), keys.producer("price_update", "p1")]
+    assert len({key_slot(k.encode()) for k in per_type}) == 1
+    slots = {key_slot(keys.stream(f"type_{i}").encode()) for i in range(20)}
+    assert len(slots) == 20  # different types land in different slots
 
 
 def test_full_jitter_backoff_stays_under_a_growing_ceiling() -> None:
