@@ -1,14 +1,17 @@
 """Where a gateway gets events from: the :class:`Broker` interface and its Redis implementation.
 
-The gateway needs five things from a broker: the set of event types, a blocking read of every
-stream from given positions, a page of history after an offset (and before one, for ``last``),
-and the state of a stream (epoch, first retained and last offsets). :class:`RedisBroker` does
-them on Redis Streams; :class:`gateway.memory_broker.MemoryBroker` does them in memory for tests
-and single-process demos.
+The gateway needs from a broker: the set of event types, which *partition* (Redis node) holds
+each type, a blocking read of one partition's streams from given positions, a page of history
+after an offset (and before one, for ``last``), the state of a stream (epoch, first retained and
+last offsets), and an epoch for a type that has no stream yet. :class:`RedisBroker` does them on
+Redis Streams, on one server, Sentinel or Redis Cluster (one partition per primary);
+:class:`gateway.memory_broker.MemoryBroker` does them in memory for tests and single-process
+demos.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,7 +21,8 @@ from redis.exceptions import ResponseError
 from shared.codec import StreamEntry, decode_entry
 from shared.keys import Keys
 from shared.offsets import Offset, format_offset, parse_offset
-from shared.redisconn import async_client
+from shared.publish_plan import NEW_EPOCH_SCRIPT, RESERVE_SCRIPT
+from shared.topology import Topology
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,23 +56,61 @@ class Entry:
 
 
 class Broker(Protocol):
-    async def event_types(self) -> set[str]: ...
+    """What the gateway asks of its event store. Connection errors are redis-py's (or
+    :data:`shared.redisconn.RETRYABLE_ERRORS`): callers retry, nothing is lost by raising."""
+
+    async def event_types(self) -> set[str]:
+        """Every event type that was ever published (the type registry)."""
+        ...
+
+    async def partitions(self, event_types: list[str]) -> dict[str, list[str]]:
+        """The event types grouped by the partition (Redis primary) holding their stream.
+
+        Every partition is a key of the result, even one that holds none of ``event_types``."""
+        ...
 
     async def read(
-        self, positions: Mapping[str, Offset], count: int, block_ms: int
-    ) -> list[tuple[str, list[Entry]]]: ...
+        self, partition: str, positions: Mapping[str, Offset], count: int, block_ms: int
+    ) -> list[tuple[str, list[Entry]]]:
+        """Entries after each position (all of one partition), waiting up to ``block_ms``."""
+        ...
 
-    async def history(self, event_type: str, after: Offset, count: int) -> list[Entry]: ...
+    async def history(self, event_type: str, after: Offset, count: int) -> list[Entry]:
+        """Up to ``count`` entries with offset > ``after``, oldest first."""
+        ...
 
     async def history_before(self, event_type: str, before: Offset | None, count: int) -> list[Entry]:
         """Entries with offset < ``before`` (None: the newest), newest first."""
         ...
 
-    async def state(self, event_type: str) -> StreamState: ...
+    async def state(self, event_type: str) -> StreamState:
+        """The stream's epoch, first retained offset and last generated offset."""
+        ...
 
-    async def states(self, event_types: list[str]) -> dict[str, StreamState]: ...
+    async def states(self, event_types: list[str]) -> dict[str, StreamState]:
+        """:meth:`state` of many types, one round trip per partition."""
+        ...
 
-    async def ping(self) -> None: ...
+    async def reserve_epoch(self, event_type: str) -> str:
+        """The type's epoch, establishing one if it has no stream yet (kept by the first publish)."""
+        ...
+
+    async def missing(self, positions: Mapping[str, Offset]) -> set[str]:
+        """The types whose entry at the given offset is gone although not trimmed: the stream
+        went back (a failover to a replica that had not received it)."""
+        ...
+
+    async def new_epoch(self, event_type: str, old_epoch: str, why: str) -> str:
+        """Replace ``old_epoch`` (unless another gateway did already); return the epoch now."""
+        ...
+
+    async def refresh(self) -> None:
+        """Re-read where partitions are (after MOVED, a lost connection or a failover)."""
+        ...
+
+    async def ping(self) -> None:
+        """Raises unless every partition answers."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -80,24 +122,50 @@ def _pos(value: bytes | str | None) -> Offset | None:
     return None if pos == (0, 0) else pos
 
 
+def _state(epoch: Any, info: Any) -> StreamState:
+    if isinstance(epoch, Exception):
+        raise epoch
+    if isinstance(info, ResponseError) and "no such key" in str(info).lower():
+        if not epoch:
+            return EMPTY
+        return StreamState(epoch.decode(), None, (0, 0), trimmed=False)  # reserved or lost
+    if isinstance(info, Exception):
+        raise info
+    first = info.get("first-entry")
+    return StreamState(
+        epoch.decode() if epoch else "",
+        parse_offset(first[0]) if first else None,
+        _pos(info.get("last-generated-id")) or (0, 0),
+        trimmed=int(info.get("entries-added", 0)) > int(info.get("length", 0)),
+    )
+
+
 class RedisBroker:
-    """Redis Streams behind the Broker interface. Errors are redis-py's connection errors."""
+    """Redis Streams behind the Broker interface, on any topology (see :mod:`shared.topology`)."""
 
     def __init__(self, url: str, keys: Keys) -> None:
         self.keys = keys
-        # Blocking reads use their own connection without a socket timeout shorter than BLOCK.
-        self._reader = async_client(url, name="tickstream-gateway-reader", socket_timeout=None)
-        self._client = async_client(url, name="tickstream-gateway", socket_timeout=5.0)
+        # Blocking reads use their own connections without a socket timeout shorter than BLOCK.
+        self._reader = Topology(url, name="tickstream-gateway-reader", socket_timeout=None)
+        self._client = Topology(url, name="tickstream-gateway", socket_timeout=5.0)
 
     async def event_types(self) -> set[str]:
-        members: Any = await self._client.smembers(self.keys.types())
+        key = self.keys.types()
+        members: Any = await (await self._client.client_for(key)).smembers(key)
         return {m.decode() for m in members}
 
+    async def partitions(self, event_types: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {name: [] for name in await self._reader.primaries()}
+        for event_type in event_types:
+            out.setdefault(await self._reader.node_of(self.keys.stream(event_type)), []).append(event_type)
+        return out
+
     async def read(
-        self, positions: Mapping[str, Offset], count: int, block_ms: int
+        self, partition: str, positions: Mapping[str, Offset], count: int, block_ms: int
     ) -> list[tuple[str, list[Entry]]]:
         streams = {self.keys.stream(t): format_offset(p) for t, p in positions.items()}
-        reply: Any = await self._reader.xread(streams, count=count, block=block_ms)  # type: ignore[arg-type]
+        client = (await self._reader.primaries())[partition]
+        reply: Any = await client.xread(streams, count=count, block=block_ms)  # type: ignore[arg-type]
         out = []
         for stream, raw_entries in reply or []:
             event_type = self.keys.event_type_of(stream)
@@ -105,46 +173,70 @@ class RedisBroker:
         return out
 
     async def history(self, event_type: str, after: Offset, count: int) -> list[Entry]:
-        raw: Any = await self._client.xrange(
-            self.keys.stream(event_type), min="(" + format_offset(after), max="+", count=count
-        )
+        key = self.keys.stream(event_type)
+        raw: Any = await (await self._client.client_for(key)).xrange(
+            key, min="(" + format_offset(after), max="+", count=count)
         return [Entry.of(decode_entry(event_type, i, f)) for i, f in raw]
 
     async def history_before(self, event_type: str, before: Offset | None, count: int) -> list[Entry]:
+        key = self.keys.stream(event_type)
         top = "+" if before is None else "(" + format_offset(before)
-        raw: Any = await self._client.xrevrange(self.keys.stream(event_type), max=top, min="-", count=count)
+        raw: Any = await (await self._client.client_for(key)).xrevrange(key, max=top, min="-", count=count)
         return [Entry.of(decode_entry(event_type, i, f)) for i, f in raw]
 
     async def state(self, event_type: str) -> StreamState:
         return (await self.states([event_type]))[event_type]
 
     async def states(self, event_types: list[str]) -> dict[str, StreamState]:
-        async with self._client.pipeline(transaction=False) as pipe:
-            for event_type in event_types:
-                pipe.hget(self.keys.meta(event_type), "epoch")
-                pipe.xinfo_stream(self.keys.stream(event_type))
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        by_node: dict[str, list[str]] = {}
+        for event_type in event_types:
+            node = await self._client.node_of(self.keys.stream(event_type))
+            by_node.setdefault(node, []).append(event_type)
         out = {}
-        for index, event_type in enumerate(event_types):
-            epoch, info = replies[2 * index], replies[2 * index + 1]
-            if isinstance(epoch, Exception):
-                raise epoch
-            if isinstance(info, ResponseError):  # no such stream
-                out[event_type] = EMPTY if not epoch else StreamState(epoch.decode(), None, (0, 0), True)
-                continue
-            if isinstance(info, Exception):
-                raise info
-            first = info.get("first-entry")
-            out[event_type] = StreamState(
-                epoch.decode() if epoch else "",
-                parse_offset(first[0]) if first else None,
-                _pos(info.get("last-generated-id")) or (0, 0),
-                trimmed=int(info.get("entries-added", 0)) > int(info.get("length", 0)),
-            )
+        for group in by_node.values():
+            client = await self._client.client_for(self.keys.stream(group[0]))
+            async with client.pipeline(transaction=False) as pipe:
+                for event_type in group:
+                    pipe.hget(self.keys.meta(event_type), "epoch")
+                    pipe.xinfo_stream(self.keys.stream(event_type))
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+            for index, event_type in enumerate(group):
+                out[event_type] = _state(replies[2 * index], replies[2 * index + 1])
         return out
 
+    async def reserve_epoch(self, event_type: str) -> str:
+        stream, meta = self.keys.stream(event_type), self.keys.meta(event_type)
+        client = await self._client.client_for(stream)
+        epoch: Any = await client.eval(RESERVE_SCRIPT, 2, stream, meta, os.urandom(6).hex())
+        return epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+
+    async def missing(self, positions: Mapping[str, Offset]) -> set[str]:
+        out = set()
+        for event_type, pos in positions.items():
+            key = self.keys.stream(event_type)
+            client = await self._client.client_for(key)
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.xrange(key, min=format_offset(pos), max=format_offset(pos), count=1)
+                pipe.xrange(key, min="-", max="+", count=1)
+                found, first = await pipe.execute()
+            if not found and first and parse_offset(first[0][0]) <= pos:
+                out.add(event_type)
+        return out
+
+    async def new_epoch(self, event_type: str, old_epoch: str, why: str) -> str:
+        meta = self.keys.meta(event_type)
+        client = await self._client.client_for(meta)
+        epoch: Any = await client.eval(NEW_EPOCH_SCRIPT, 1, meta, old_epoch, os.urandom(6).hex(),
+                                       why[:200])
+        return epoch.decode() if isinstance(epoch, bytes) else str(epoch or "")
+
+    async def refresh(self) -> None:
+        await self._client.refresh()
+        await self._reader.refresh()
+
     async def ping(self) -> None:
-        await self._client.ping()
+        for client in (await self._client.primaries()).values():
+            await client.ping()
 
     async def close(self) -> None:
         await self._reader.aclose()

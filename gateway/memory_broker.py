@@ -16,14 +16,16 @@ from gateway.broker import EMPTY, Entry, StreamState
 from shared.codec import StreamEntry
 from shared.offsets import Offset, format_offset
 
+PARTITION = "memory"
+
 
 class _Stream:
     __slots__ = ("entries", "epoch", "last", "positions", "removed")
 
-    def __init__(self) -> None:
+    def __init__(self, epoch: str | None = None) -> None:
         self.entries: list[Entry] = []
         self.positions: list[Offset] = []
-        self.epoch = os.urandom(6).hex()
+        self.epoch = epoch or os.urandom(6).hex()
         self.last: Offset = (0, 0)
         self.removed = 0
 
@@ -33,13 +35,15 @@ class MemoryBroker:
         self.max_len = max_len
         self._streams: dict[str, _Stream] = {}
         self._changed = asyncio.Condition()
+        self._reserved: dict[str, str] = {}
+        self._interrupted = False
 
     # --- writing (what a publisher does) ---------------------------------------------------
 
     async def add(self, event_type: str, payload: bytes, symbol: str = "", user: str = "") -> str:
         stream = self._streams.get(event_type)
         if stream is None:
-            stream = self._streams[event_type] = _Stream()
+            stream = self._streams[event_type] = _Stream(self._reserved.pop(event_type, None))
         ms = int(time.time() * 1000)
         pos = (ms, 0) if ms > stream.last[0] else (stream.last[0], stream.last[1] + 1)
         stream.last = pos
@@ -57,13 +61,28 @@ class MemoryBroker:
         """Delete a stream, as if Redis lost it: the next add starts a new epoch."""
         self._streams.pop(event_type, None)
 
+    async def interrupt(self) -> None:
+        """Fail the blocked reads with a connection error, as a lost Redis connection does."""
+        self._interrupted = True
+        async with self._changed:
+            self._changed.notify_all()
+
+    def rewind(self, event_type: str, n: int) -> None:
+        """Forget the newest ``n`` entries, as a failover to a lagging replica does."""
+        stream = self._streams[event_type]
+        del stream.entries[len(stream.entries) - n:], stream.positions[len(stream.positions) - n:]
+        stream.last = stream.positions[-1] if stream.positions else (0, 0)
+
     # --- the Broker interface --------------------------------------------------------------
 
     async def event_types(self) -> set[str]:
         return set(self._streams)
 
+    async def partitions(self, event_types: list[str]) -> dict[str, list[str]]:
+        return {PARTITION: list(event_types)}
+
     async def read(
-        self, positions: Mapping[str, Offset], count: int, block_ms: int
+        self, partition: str, positions: Mapping[str, Offset], count: int, block_ms: int
     ) -> list[tuple[str, list[Entry]]]:
         def ready() -> list[tuple[str, list[Entry]]]:
             out = []
@@ -80,9 +99,13 @@ class MemoryBroker:
             return found
         async with self._changed:
             try:
-                await asyncio.wait_for(self._changed.wait_for(lambda: bool(ready())), block_ms / 1000)
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self._interrupted or bool(ready())), block_ms / 1000)
             except TimeoutError:
                 return []
+        if self._interrupted:
+            self._interrupted = False
+            raise ConnectionError("memory broker: connection interrupted")
         return ready()
 
     async def history(self, event_type: str, after: Offset, count: int) -> list[Entry]:
@@ -102,12 +125,42 @@ class MemoryBroker:
     async def state(self, event_type: str) -> StreamState:
         stream = self._streams.get(event_type)
         if stream is None:
-            return EMPTY
+            reserved = self._reserved.get(event_type)
+            return EMPTY if reserved is None else StreamState(reserved, None, (0, 0), trimmed=False)
         first = stream.positions[0] if stream.positions else None
         return StreamState(stream.epoch, first, stream.last, trimmed=stream.removed > 0)
 
     async def states(self, event_types: list[str]) -> dict[str, StreamState]:
         return {t: await self.state(t) for t in event_types}
+
+    async def reserve_epoch(self, event_type: str) -> str:
+        stream = self._streams.get(event_type)
+        if stream is not None:
+            return stream.epoch
+        return self._reserved.setdefault(event_type, os.urandom(6).hex())
+
+    async def missing(self, positions: Mapping[str, Offset]) -> set[str]:
+        out = set()
+        for event_type, pos in positions.items():
+            stream = self._streams.get(event_type)
+            if stream is None or not stream.positions:
+                continue
+            index = bisect.bisect_left(stream.positions, pos)
+            found = index < len(stream.positions) and stream.positions[index] == pos
+            if not found and stream.positions[0] <= pos:
+                out.add(event_type)
+        return out
+
+    async def new_epoch(self, event_type: str, old_epoch: str, why: str) -> str:
+        stream = self._streams.get(event_type)
+        if stream is None:
+            return ""
+        if stream.epoch == old_epoch:
+            stream.epoch = os.urandom(6).hex()
+        return stream.epoch
+
+    async def refresh(self) -> None:
+        return None
 
     async def ping(self) -> None:
         return None

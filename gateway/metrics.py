@@ -63,6 +63,9 @@ class GatewayMetrics:
                                  "(oldest event of each frame)", buckets=LATENCY_BUCKETS, registry=r)
         self.gaps = Counter("tickstream_reader_gaps", "streams found trimmed or re-created under the "
                             "reader", ["event_type"], registry=r)
+        self.rollbacks = Counter("tickstream_reader_rollbacks", "streams found behind what the "
+                                 "gateway had read (a failover lost acknowledged writes)",
+                                 ["event_type"], registry=r)
         self.reader_errors = Counter("tickstream_reader_errors", "stream reader failures", registry=r)
         self.publishes = Counter("tickstream_http_published", "events published over HTTP",
                                  registry=r)

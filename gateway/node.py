@@ -17,6 +17,7 @@ import orjson
 
 from gateway.auth import Authenticator
 from gateway.broker import Broker, RedisBroker
+from gateway.history import SharedHistory
 from gateway.hub import Hub
 from gateway.metrics import GatewayMetrics
 from gateway.reader import StreamReader
@@ -24,7 +25,8 @@ from gateway.settings import GatewaySettings
 from gateway.writer import Flusher
 from shared.keys import Keys
 from shared.publisher import AsyncPublisher
-from shared.redisconn import CONNECTION_ERRORS, async_client
+from shared.redisconn import RETRYABLE_ERRORS
+from shared.topology import Topology
 
 log = logging.getLogger("tickstream.gateway.node")
 
@@ -41,9 +43,11 @@ class Node:
         self.flusher = Flusher()
         self.auth = Authenticator(settings)
         self.metrics = GatewayMetrics(self._live_values)
+        self.history = SharedHistory(self.broker)
         self.reader = StreamReader(self.broker, self.hub, self.metrics,
                                    count=settings.reader_count, block=settings.reader_block,
-                                   epoch_check=settings.reader_epoch_check)
+                                   epoch_check=settings.reader_epoch_check,
+                                   on_gap=self.history.forget)
         self.publisher: AsyncPublisher | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = time.monotonic()
@@ -68,10 +72,11 @@ class Node:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.publisher is not None:
             await self.publisher.aclose()
-        with contextlib.suppress(*CONNECTION_ERRORS):
-            client = async_client(self.settings.redis_url, socket_timeout=1.0)
-            await client.delete(self.keys.health("gateway", self.settings.node))
-            await client.aclose()
+        topology = Topology(self.settings.redis_url, socket_timeout=1.0)
+        with contextlib.suppress(*RETRYABLE_ERRORS):
+            key = self.keys.health("gateway", self.settings.node)
+            await (await topology.client_for(key)).delete(key)
+        await topology.aclose()
         await self.broker.close()
         log.info("node %s stopped", self.settings.node)
 
@@ -109,7 +114,7 @@ class Node:
                 session.tick(now_wall, now_mono)
 
     async def _health(self) -> None:
-        client = async_client(self.settings.redis_url, socket_timeout=2.0)
+        topology = Topology(self.settings.redis_url, socket_timeout=2.0)
         key = self.keys.health("gateway", self.settings.node)
         try:
             while True:
@@ -119,9 +124,11 @@ class Node:
                     "ts": int(time.time() * 1000),
                 }
                 try:
-                    await client.set(key, orjson.dumps(status), ex=int(HEALTH_EVERY * 3))
-                except CONNECTION_ERRORS:
-                    pass
+                    await (await topology.client_for(key)).set(key, orjson.dumps(status),
+                                                               ex=int(HEALTH_EVERY * 3))
+                except RETRYABLE_ERRORS:
+                    with contextlib.suppress(*RETRYABLE_ERRORS):
+                        await topology.refresh()
                 await asyncio.sleep(HEALTH_EVERY)
         finally:
-            await client.aclose()
+            await topology.aclose()

@@ -1,13 +1,22 @@
-"""The stream reader: one blocking XREAD over every event type, handing entries to the hub.
+"""The stream reader: one blocking XREAD per Redis primary, handing entries to the hub.
 
-* Starts each stream at its newest entry (live from now); event types that appear later are
-  read from their beginning, so nothing published to a new type is missed.
-* After any Redis error it reconnects with jittered backoff and resumes from the offsets it
-  had: nothing is skipped. It then checks every stream for a **gap**: a different epoch (the
-  stream was deleted or Redis lost its data) or entries it had not read that were trimmed.
-  Subscribers of such a type are closed with 4009: their client resumes and is told whether it
-  must rebuild.
-* ``last_ok`` (monotonic time of the last completed read) feeds ``/readyz``.
+* Each partition of the broker (one Redis server, the Sentinel primary, or each Redis Cluster
+  primary) gets its own read loop covering the streams whose slots it owns; a housekeeping loop
+  looks for new event types and checks the streams. A topology change (``MOVED``, a lost node,
+  a failover) ends every loop; the reader re-reads the topology and resumes from its positions.
+* A type is read from its newest entry at the moment the reader learns it (at start-up, when
+  it appears in the type registry, or when a client subscribes to it). A subscription never
+  goes live behind the reader: it reads history up to :meth:`StreamReader.position` first (see
+  :mod:`gateway.replay`), so a subscribe that arrives before the reader knows the stream is
+  served exactly like one that arrives later.
+* After any reconnect, and every ``epoch_check`` seconds, every stream is checked for a **gap**:
+  a different epoch (the stream was deleted or Redis lost its data), entries it had not read
+  that were trimmed, or a stream that **went back** (its newest entry is behind what the reader
+  delivered, or the entry it delivered last is gone: a failover to a replica that had not
+  received it). Subscribers of such a type are closed with 4009; a stream that went back also
+  gets a new epoch, so every client holding offsets of the lost history is told
+  ``recovered: false`` when it resumes, on every gateway.
+* ``last_ok`` (monotonic time of the oldest partition's last completed read) feeds ``/readyz``.
 """
 
 from __future__ import annotations
@@ -21,10 +30,12 @@ from typing import TYPE_CHECKING
 from gateway.protocol import CLOSE_RESYNC
 from gateway.recovery import position_before
 from shared.backoff import Backoff
-from shared.offsets import Offset
-from shared.redisconn import CONNECTION_ERRORS
+from shared.offsets import Offset, format_offset
+from shared.redisconn import RETRYABLE_ERRORS
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from gateway.broker import Broker, StreamState
     from gateway.hub import Hub
     from gateway.metrics import GatewayMetrics
@@ -36,34 +47,52 @@ EPOCH_CHECK = 5.0  # seconds between epoch checks while all is well
 DISPATCH_CHUNK = 128  # entries handed to the hub before writers get a turn
 
 
+class TopologyChanged(Exception):
+    """A type belongs to a partition the read loops do not cover: start them again."""
+
+
 class StreamReader:
     def __init__(
         self, broker: Broker, hub: Hub, metrics: GatewayMetrics, *, count: int = 1000,
         block: float = 1.0, epoch_check: float = EPOCH_CHECK,
+        on_gap: Callable[[str], None] | None = None,
     ) -> None:
         self.epoch_check = epoch_check
+        self.on_gap = on_gap
         self.broker, self.hub, self.metrics = broker, hub, metrics
         self.count = count
         self.block_ms = max(1, int(block * 1000))
-        self.positions: dict[str, Offset] = {}
+        self.positions: dict[str, Offset] = {}  # types the reader reads, and from where
         self.epochs: dict[str, str] = {}
-        self.last_ok = 0.0
         self.lag = 0.0
         self.connected = False
-        self._started = False
-        self._watched = asyncio.Event()
+        self._owner: dict[str, str] = {}  # type -> partition
+        self._partition_ok: dict[str, float] = {}
+        self._delivered: set[str] = set()  # types whose position is an entry the reader read
+        self._unresolved: set[str] = set()  # watched, not yet given a position
+        self._wake = asyncio.Event()  # housekeeping: a type was watched
+        self._added = asyncio.Event()  # read loops: a type was given a position
+        self._resolved = asyncio.Event()  # position() waiters
+
+    @property
+    def last_ok(self) -> float:
+        return min(self._partition_ok.values()) if self._partition_ok else 0.0
 
     def watch(self, event_type: str) -> None:
-        """A client subscribed to ``event_type``: read it even if no event exists yet.
+        """A client subscribed to ``event_type``: read it even if no event exists yet."""
+        if event_type not in self.positions and event_type not in self._unresolved:
+            self._unresolved.add(event_type)
+            self._wake.set()
 
-        XREAD blocks on a stream that does not exist yet, so the first event published to a
-        brand-new type is read at once instead of at the next discovery pass. An unknown type
-        is read from its beginning: it is new, or at most a discovery interval old.
-        """
-        if event_type not in self.positions:
-            self.positions[event_type] = (0, 0)
-            self.epochs.setdefault(event_type, "")
-            self._watched.set()
+    async def position(self, event_type: str) -> Offset:
+        """Where the reader reads ``event_type`` from: it dispatches every entry after this.
+
+        Waits until the reader has given the type a position (it was just watched)."""
+        self.watch(event_type)
+        while event_type not in self.positions:
+            resolved = self._resolved
+            await resolved.wait()
+        return self.positions[event_type]
 
     def note_epoch(self, event_type: str, epoch: str) -> None:
         """A subscriber was told ``epoch``: if the reader had none yet, it is the one to keep."""
@@ -74,14 +103,18 @@ class StreamReader:
         backoff = Backoff(base=0.1, cap=5.0, stable_after=10.0)
         while True:
             try:
+                await self.broker.refresh()
                 await self._resync()
                 backoff.connected(time.monotonic())
                 self.connected = True
-                await self._loop()
+                await self._supervise()
             except asyncio.CancelledError:
                 raise
-            except CONNECTION_ERRORS as exc:
-                self._failed(f"Redis unavailable: {exc}")
+            except TopologyChanged as exc:
+                log.info("stream reader: %s; re-reading the topology", exc)
+                continue
+            except RETRYABLE_ERRORS as exc:
+                self._failed(f"Redis unavailable: {exc!r}")
             except Exception as exc:  # a bug must not stop event delivery for good
                 log.exception("stream reader failed")
                 self._failed(repr(exc))
@@ -93,32 +126,63 @@ class StreamReader:
         self.connected = False
         self.metrics.reader_errors.inc()
 
-    async def _loop(self) -> None:
-        next_types = next_epochs = time.monotonic()
+    # --- the loops ----------------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        """Run one read loop per partition and the housekeeping loop until one of them fails."""
+        parts = await self.broker.partitions(list(self.positions))
+        self._owner = {t: name for name, types in parts.items() for t in types}
+        now = time.monotonic()
+        self._partition_ok = dict.fromkeys(parts, now)
+        tasks = [asyncio.create_task(self._read_loop(name), name=f"reader-{name}") for name in parts]
+        tasks.append(asyncio.create_task(self._housekeeping(set(parts)), name="reader-housekeeping"))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # raises what ended it
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _housekeeping(self, partitions: set[str]) -> None:
+        next_types = time.monotonic() + TYPES_REFRESH
+        next_epochs = time.monotonic() + self.epoch_check
         while True:
+            self._wake.clear()
+            if self._unresolved:
+                await self._add(set(self._unresolved), partitions)
             now = time.monotonic()
             if now >= next_types:
-                await self._discover()
+                types = await self.broker.event_types()
+                await self._add({t for t in types if t not in self.positions}, partitions)
                 next_types = now + TYPES_REFRESH
             if now >= next_epochs:
                 await self._check(list(self.positions))
                 next_epochs = now + self.epoch_check
-            if not self.positions:  # nothing to read yet: wait for a type or a subscriber
-                self.last_ok = time.monotonic()
-                self._watched.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), TYPES_REFRESH)
+
+    async def _read_loop(self, partition: str) -> None:
+        while True:
+            mine = {t: p for t, p in self.positions.items() if self._owner.get(t) == partition}
+            if not mine:  # nothing to read here yet: wait for a type
+                self._partition_ok[partition] = time.monotonic()
+                added = self._added
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._watched.wait(), TYPES_REFRESH)
+                    await asyncio.wait_for(added.wait(), TYPES_REFRESH)
                 continue
             block = min(self.block_ms, int(TYPES_REFRESH * 1000))
-            batches = await self.broker.read(self.positions, self.count, block)
-            self.last_ok = time.monotonic()
+            batches = await self.broker.read(partition, mine, self.count, block)
+            self._partition_ok[partition] = time.monotonic()
             full: list[str] = []
             for event_type, entries in batches:
-                if not entries:
-                    continue
+                if not entries or self.positions.get(event_type) != mine[event_type]:
+                    continue  # nothing, or the type was reset while we read: read it again
                 if not self.epochs.get(event_type):
                     full.append(event_type)  # read before its epoch was known: learn it now
                 self.positions[event_type] = entries[-1].pos
+                self._delivered.add(event_type)
                 self.metrics.events_read.labels(event_type).inc(len(entries))
                 self.lag = max(0.0, time.time() - entries[-1].pos[0] / 1000)
                 for start in range(0, len(entries), DISPATCH_CHUNK):
@@ -131,51 +195,80 @@ class StreamReader:
                 await self._check(full)
             await asyncio.sleep(0)  # let writers run between large reads
 
-    async def _resync(self) -> None:
-        """After (re)connecting: learn the streams, and look for gaps in those we read."""
-        types = await self.broker.event_types()
-        known = [t for t in types if t in self.positions]
-        if known:
-            await self._check(known)
-        new = [t for t in types if t not in self.positions]
-        if new:
-            states = await self.broker.states(new)
-            for event_type, state in states.items():
-                # At start-up: live from now. Types that appear later: from their beginning.
-                self.positions[event_type] = state.last if not self._started else (0, 0)
-                self.epochs[event_type] = state.epoch
-        self._started = True
-        self.last_ok = time.monotonic()
+    # --- learning types -----------------------------------------------------------------------
 
-    async def _discover(self) -> None:
+    async def _resync(self) -> None:
+        """After (re)connecting: look for gaps in the streams we read, learn the others."""
+        if self.positions:
+            await self._check(list(self.positions))
         types = await self.broker.event_types()
-        new = [t for t in types if t not in self.positions]
-        if new:
-            states = await self.broker.states(new)
-            for event_type in new:
-                self.positions[event_type] = (0, 0)
-                self.epochs[event_type] = states[event_type].epoch
-                log.info("new event type %s", event_type)
+        await self._add((types | self._unresolved) - set(self.positions), None)
+        self._partition_ok = dict.fromkeys(self._partition_ok, time.monotonic())
+
+    async def _add(self, event_types: set[str], partitions: set[str] | None) -> None:
+        """Give new types a position (their newest entry) and a partition."""
+        event_types -= set(self.positions)
+        self._unresolved -= set(self.positions)
+        if not event_types:
+            return
+        ordered = sorted(event_types)
+        states = await self.broker.states(ordered)
+        owners = {t: name for name, types in (await self.broker.partitions(ordered)).items()
+                  for t in types}
+        for event_type in ordered:
+            if partitions is not None and owners.get(event_type) not in partitions:
+                raise TopologyChanged(f"{event_type} is on partition {owners.get(event_type)}")
+            state = states[event_type]
+            self.positions[event_type] = state.last
+            self._owner[event_type] = owners.get(event_type, "")
+            if state.epoch:
+                self.epochs[event_type] = state.epoch
+            log.info("reading %s from %s", event_type, format_offset(state.last))
+        self._unresolved -= event_types
+        self._added.set()
+        self._added = asyncio.Event()
+        self._resolved.set()
+        self._resolved = asyncio.Event()
+
+    # --- gap checks ---------------------------------------------------------------------------
 
     async def _check(self, event_types: list[str]) -> None:
         states = await self.broker.states(event_types)
+        probe = {t: self.positions[t] for t in event_types
+                 if t in self._delivered and t in self.positions}
+        missing = await self.broker.missing(probe) if probe else set()
         for event_type, state in states.items():
-            self._check_one(event_type, state)
+            await self._check_one(event_type, state, event_type in missing)
 
-    def _check_one(self, event_type: str, state: StreamState) -> None:
+    async def _check_one(self, event_type: str, state: StreamState, missing: bool) -> None:
         position = self.positions.get(event_type, (0, 0))
         known_epoch = self.epochs.get(event_type, "")
         if known_epoch and state.epoch != known_epoch:
             self._gap(event_type, f"epoch changed from {known_epoch} to {state.epoch or 'none'}")
-            self.positions[event_type] = (0, 0)
+            self._reset(event_type, (0, 0))
+        elif position != (0, 0) and (missing or state.last < position):
+            why = (f"stream went back: the gateway had read up to {format_offset(position)}, "
+                   f"Redis now ends at {format_offset(state.last)}")
+            self.metrics.rollbacks.labels(event_type).inc()
+            epoch = await self.broker.new_epoch(event_type, state.epoch, why)
+            self._gap(event_type, why)
+            self._reset(event_type, state.last)
+            self.epochs[event_type] = epoch
+            return
         elif state.first is not None and position < position_before(state.first) \
                 and position != (0, 0):
             self._gap(event_type, "entries the reader had not read were trimmed")
         # "" -> epoch is a stream created (again) after a loss already reported: not a new gap.
         self.epochs[event_type] = state.epoch
 
+    def _reset(self, event_type: str, position: Offset) -> None:
+        self.positions[event_type] = position
+        self._delivered.discard(event_type)
+
     def _gap(self, event_type: str, why: str) -> None:
         log.warning("gap in %s: %s; closing its subscribers with 4009", event_type, why)
         self.metrics.gaps.labels(event_type).inc()
+        if self.on_gap is not None:
+            self.on_gap(event_type)
         for session in list(self.hub.subscribers(event_type)):
             session.close(CLOSE_RESYNC, f"resync needed: {event_type} {why}")

@@ -5,19 +5,24 @@ buffered from that moment (:class:`~gateway.subscription.Subscription` is *recov
 depending on the request:
 
 * ``since``: if :func:`~gateway.recovery.can_recover` says every later event is retained in the
-  same epoch, the reply says ``recovered: true`` and history is read with ``XRANGE`` in pages,
-  each delivered as it arrives and paced to the client's queue; otherwise ``recovered: false``
-  with ``earliest``, and the subscription starts live from the stream's newest offset.
+  same epoch, the reply says ``recovered: true`` and history after ``since`` is delivered in
+  pages, paced to the client's queue (pages come from :class:`gateway.history.SharedHistory`,
+  shared by concurrent replays); otherwise ``recovered: false`` with ``earliest``, and the
+  subscription starts live from the stream's newest offset.
 * ``last``: the newest N visible matching events, read backwards in pages.
 * neither: live from the stream's newest offset.
 
-Finally the buffered live events newer than the last delivered offset go out
-(:func:`~gateway.recovery.merge`) and the subscription switches to direct delivery.
+In every case history is then read up to the stream reader's position
+(:meth:`~gateway.reader.StreamReader.position`): the seam between history and live never
+depends on when the reader learnt the stream. Finally the buffered live events newer than the
+last delivered offset go out (:func:`~gateway.recovery.merge`) and the subscription switches to
+direct delivery. A type with no stream yet gets its epoch here (``reserve_epoch``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -55,39 +60,54 @@ class ReplayMixin:
         raise NotImplementedError
 
     async def _start(self, sub: Subscription, command: p.Subscribe) -> None:
-        state = await self._with_retry(lambda: self.node.broker.state(sub.event_type))
-        self.node.reader.note_epoch(sub.event_type, state.epoch)
+        node = self.node
+        state = await self._with_retry(lambda: node.broker.state(sub.event_type))
+        if not state.epoch:  # no stream yet: subscribing establishes the epoch (CONTRACT 3)
+            epoch = await self._with_retry(lambda: node.broker.reserve_epoch(sub.event_type))
+            state = dataclasses.replace(state, epoch=epoch)
+        node.reader.note_epoch(sub.event_type, state.epoch)
         reply: dict[str, Any] = {"type": "subscribed", "event_type": sub.event_type,
                                  "epoch": state.epoch}
-        metrics = self.node.metrics
-        if command.since is not None:
-            if can_recover(command.since, command.epoch, state):
-                reply.update(offset=format_offset(command.since), recovered=True)
-                self._reply(sub, p.with_id(reply, command.id))
-                delivered = await self._replay_since(sub, command.since)
-                if delivered is None:
+        metrics = node.metrics
+        if command.since is not None and can_recover(command.since, command.epoch, state):
+            # Held for the whole replay, before the reply: a storm queues here, and a client is
+            # never told recovered:true for a replay that then waits past its buffer.
+            async with node.history.slots:
+                if self.closed:
                     return
-                metrics.replays.labels("true").inc()
-                metrics.replay_events.observe(delivered)
-            else:
-                sub.last = state.last
-                reply.update(offset=format_offset(state.last), recovered=False,
-                             earliest=state.earliest)
-                metrics.replays.labels("false").inc()
-                self._reply(sub, p.with_id(reply, command.id))
+                sub.last = command.since
+                self._reply(sub, p.with_id(reply | {"offset": format_offset(command.since),
+                                                    "recovered": True}, command.id))
+                delivered = await self._catch_up(sub)
+            if delivered is None:
+                return
+            metrics.replays.labels("true").inc()
+            metrics.replay_events.observe(delivered)
+        elif command.since is not None:
+            sub.last = state.last
+            self._reply(sub, p.with_id(reply | {"offset": format_offset(state.last),
+                                                "recovered": False, "earliest": state.earliest},
+                                       command.id))
+            metrics.replays.labels("false").inc()
+            if await self._catch_up(sub) is None:
+                return
         elif command.last is not None:
             history = await self._last(sub, command.last, state)
             start = position_before(history[0].pos) if history else state.last
-            reply.update(offset=format_offset(start), recovered=True)
-            self._reply(sub, p.with_id(reply, command.id))
+            self._reply(sub, p.with_id(reply | {"offset": format_offset(start), "recovered": True},
+                                       command.id))
             if await self._deliver(sub, history) is None:
                 return
             sub.last = history[-1].pos if history else state.last
             metrics.replay_events.observe(len(history))
+            if await self._catch_up(sub) is None:
+                return
         else:
             sub.last = state.last
-            reply.update(offset=format_offset(sub.last), recovered=True)
-            self._reply(sub, p.with_id(reply, command.id))
+            self._reply(sub, p.with_id(reply | {"offset": format_offset(sub.last), "recovered": True},
+                                       command.id))
+            if await self._catch_up(sub) is None:
+                return
         await self._go_live(sub)
 
     def _reply(self, sub: Subscription, reply: dict[str, Any]) -> None:
@@ -133,27 +153,32 @@ class ReplayMixin:
             start, acc = index + 1, 0
         return True
 
-    async def _replay_since(self, sub: Subscription, since: Offset) -> int | None:
-        """Push every visible matching event after ``since``; None if the session was closed."""
-        settings = self.node.settings
-        after, delivered, scanned = since, 0, 0
-        while True:
+    async def _catch_up(self, sub: Subscription) -> int | None:
+        """Push every visible matching event after ``sub.last`` up to the reader's position.
+
+        The reader dispatches every entry after its position, and the subscription has been
+        buffering those since it was registered; history up to that position closes the seam,
+        whenever the reader learnt the stream (before or after this subscribe). None if the
+        session was closed.
+        """
+        node, settings = self.node, self.node.settings
+        target = await node.reader.position(sub.event_type)
+        delivered = scanned = 0
+        while sub.last < target:
             page = await self._with_retry(
-                partial(self.node.broker.history, sub.event_type, after, settings.replay_page))
+                partial(node.history.after, sub.event_type, sub.last, settings.replay_page))
             if not page:
-                break
+                break  # the stream ends before the reader's position: it went back (4009 follows)
             count = await self._deliver(sub, page)
             if count is None or self.closed:
                 return None
             delivered += count
-            after = sub.last = page[-1].pos
+            sub.last = page[-1].pos
             scanned += len(page)
             if scanned >= settings.replay_max_events:
                 # More than one connection may carry: the client resumes from what it got.
                 self.slow_consumer(f"replay passed {settings.replay_max_events} events")
                 return None
-            if len(page) < settings.replay_page:
-                break
         return delivered
 
     async def _last(self, sub: Subscription, n: int, state: StreamState) -> list[Entry]:

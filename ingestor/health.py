@@ -17,7 +17,8 @@ from typing import Any
 import orjson
 
 from shared.keys import Keys
-from shared.redisconn import CONNECTION_ERRORS, async_client
+from shared.redisconn import RETRYABLE_ERRORS
+from shared.topology import Topology
 
 log = logging.getLogger("tickstream.ingestor.health")
 
@@ -28,7 +29,7 @@ class HealthKey:
     def __init__(self, redis_url: str, keys: Keys, node: str, status: Callable[[], dict[str, Any]],
                  every: float = EVERY) -> None:
         self.key = keys.health("ingestor", node)
-        self._redis = async_client(redis_url, name="tickstream-ingestor-health", socket_timeout=2.0)
+        self._topology = Topology(redis_url, name="tickstream-ingestor-health", socket_timeout=2.0)
         self._status = status
         self._every = every
         self._task: asyncio.Task[None] | None = None
@@ -41,15 +42,20 @@ class HealthKey:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        with contextlib.suppress(*CONNECTION_ERRORS):
-            await asyncio.wait_for(self._redis.delete(self.key), 2.0)
-        await self._redis.aclose()
+        with contextlib.suppress(*RETRYABLE_ERRORS, TimeoutError):
+            await asyncio.wait_for(self._delete(), 2.0)
+        await self._topology.aclose()
+
+    async def _delete(self) -> None:
+        await (await self._topology.client_for(self.key)).delete(self.key)
 
     async def _run(self) -> None:
         while True:
             try:
-                await self._redis.set(self.key, orjson.dumps(self._status()),
-                                      ex=int(self._every * 3))
-            except CONNECTION_ERRORS as exc:
+                client = await self._topology.client_for(self.key)
+                await client.set(self.key, orjson.dumps(self._status()), ex=int(self._every * 3))
+            except RETRYABLE_ERRORS as exc:
                 log.debug("health key not written: %s", exc)
+                with contextlib.suppress(*RETRYABLE_ERRORS):
+                    await self._topology.refresh()
             await asyncio.sleep(self._every)

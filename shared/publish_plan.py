@@ -95,12 +95,23 @@ redis.call('PEXPIRE', producer, record_ttl)
 return out
 """
 
+NEW_EPOCH_SCRIPT = """
+local meta = KEYS[1]
+if redis.call('HGET', meta, 'epoch') == ARGV[1] then
+  redis.call('HSET', meta, 'epoch', ARGV[2], 'rolled_back_from', ARGV[3])
+end
+return redis.call('HGET', meta, 'epoch')
+"""
+"""A gateway found the stream went back: give it a new epoch (if no other gateway did first),
+so every client holding offsets of the lost history is told ``recovered: false``."""
+
 RESERVE_SCRIPT = """
 local stream, meta = KEYS[1], KEYS[2]
-if redis.call('EXISTS', stream) == 0 and redis.call('HEXISTS', meta, 'epoch') == 0 then
+if redis.call('HEXISTS', meta, 'epoch') == 0 then
   local t = redis.call('TIME')
-  redis.call('HSET', meta, 'epoch', ARGV[1], 'reserved', '1',
+  redis.call('HSET', meta, 'epoch', ARGV[1],
              'created', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  if redis.call('EXISTS', stream) == 0 then redis.call('HSET', meta, 'reserved', '1') end
 end
 return redis.call('HGET', meta, 'epoch')
 """

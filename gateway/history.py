@@ -1,0 +1,128 @@
+"""Shared history reads: concurrent replays of one type read each stretch of the stream once.
+
+After a gateway restart thousands of clients resume at once, each from its own offset, most of
+them a few seconds behind. Each replay asks :meth:`SharedHistory.after` for the entries after
+its position; the answer comes from a cached **block** when one covers that position, else
+from one ``XRANGE`` whose result becomes a block for the replays that follow. One fetch per type
+is in flight at a time, and replays of that type waiting meanwhile are served from its result.
+
+A block is an exact stretch of the stream: every entry with ``start < offset <= end``. Blocks
+that overlap or touch are merged. Stream entries never change, so a block stays true until the
+stream is trimmed past it or goes back; blocks live ``ttl`` seconds, the cache holds at most
+``max_entries`` entries (oldest blocks dropped first), and :meth:`forget` drops a type's blocks
+when the reader finds a gap in it.
+
+The number of replays reading at once is bounded by :attr:`SharedHistory.slots` (a semaphore
+that :mod:`gateway.replay` holds for the whole replay), so a reconnect storm queues instead of
+piling memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gateway.broker import Broker, Entry
+from shared.offsets import Offset
+
+
+@dataclass(slots=True)
+class Block:
+    start: Offset  # exclusive
+    entries: list[Entry]
+    positions: list[Offset] = field(default_factory=list)
+    born: float = 0.0
+
+    @property
+    def end(self) -> Offset:
+        return self.positions[-1] if self.positions else self.start
+
+
+def merge_blocks(blocks: list[Block], new: Block) -> list[Block]:
+    """Insert ``new`` and merge every block it overlaps or touches (pure)."""
+    out: list[Block] = []
+    for block in sorted([*blocks, new], key=lambda b: b.start):
+        last = out[-1] if out else None
+        if last is not None and block.start <= last.end:
+            tail = bisect.bisect_right(block.positions, last.end)
+            last.entries.extend(block.entries[tail:])
+            last.positions.extend(block.positions[tail:])
+            last.born = min(last.born, block.born)
+        else:
+            out.append(Block(block.start, list(block.entries), list(block.positions), block.born))
+    return out
+
+
+class SharedHistory:
+    def __init__(self, broker: Broker, *, max_entries: int = 200_000, ttl: float = 10.0,
+                 concurrency: int = 512, clock: Callable[[], float] = time.monotonic) -> None:
+        self.broker = broker
+        self.max_entries = max_entries
+        self.ttl = ttl
+        self.clock = clock
+        self.slots = asyncio.Semaphore(concurrency)
+        self.fetches = 0  # XRANGE calls made (for metrics and the storm benchmark)
+        self.hits = 0
+        self._blocks: dict[str, list[Block]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._size = 0
+
+    async def after(self, event_type: str, after: Offset, count: int) -> list[Entry]:
+        """Up to ``count`` entries with offset > ``after``, oldest first (as ``broker.history``)."""
+        found = self._lookup(event_type, after, count)
+        if found is not None:
+            self.hits += 1
+            return found
+        lock = self._locks.setdefault(event_type, asyncio.Lock())
+        async with lock:
+            found = self._lookup(event_type, after, count)  # a fetch we waited for may cover it
+            if found is not None:
+                self.hits += 1
+                return found
+            self.fetches += 1
+            page = await self.broker.history(event_type, after, count)
+            if page:
+                self._insert(event_type, Block(after, list(page), [e.pos for e in page], self.clock()))
+            return page
+
+    def forget(self, event_type: str) -> None:
+        for block in self._blocks.pop(event_type, []):
+            self._size -= len(block.entries)
+
+    def _lookup(self, event_type: str, after: Offset, count: int) -> list[Entry] | None:
+        blocks = self._blocks.get(event_type)
+        if not blocks:
+            return None
+        now = self.clock()
+        for block in blocks:
+            if now - block.born > self.ttl:
+                continue
+            if block.start <= after < block.end:
+                index = bisect.bisect_right(block.positions, after)
+                return block.entries[index:index + count]
+        return None
+
+    def _insert(self, event_type: str, block: Block) -> None:
+        now = self.clock()
+        fresh = [b for b in self._blocks.get(event_type, []) if now - b.born <= self.ttl]
+        merged = merge_blocks(fresh, block)
+        self._size += sum(len(b.entries) for b in merged) - sum(
+            len(b.entries) for b in self._blocks.get(event_type, []))
+        self._blocks[event_type] = merged
+        while self._size > self.max_entries:
+            self._evict_oldest()
+
+    def _evict_oldest(self) -> None:
+        oldest_type, oldest = None, None
+        for event_type, blocks in self._blocks.items():
+            for block in blocks:
+                if oldest is None or block.born < oldest.born:
+                    oldest_type, oldest = event_type, block
+        if oldest_type is None or oldest is None:
+            self._size = 0
+            return
+        self._blocks[oldest_type].remove(oldest)
+        self._size -= len(oldest.entries)
