@@ -15,6 +15,8 @@ from tests.client.helpers import Consumer, Producer, record_statuses
 from tests.support.gateway import GatewayProcess, running_gateway
 from tests.support.waiting import until
 
+pytestmark = pytest.mark.topologies
+
 
 @pytest.mark.parametrize(("sig", "close_code"), [(signal.SIGKILL, 1006), (signal.SIGTERM, 1012)],
                          ids=["sigkill", "sigterm-drain"])

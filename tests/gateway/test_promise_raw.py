@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from shared.events import Event
 from shared.offsets import parse_offset
 from shared.publisher import AsyncPublisher
 from tests.support.gateway import Client, running_gateway
 from tests.support.redis_server import RedisServer
+
+pytestmark = pytest.mark.topologies
 
 
 async def _until_marker(client: Client, marker: str) -> list[str]:

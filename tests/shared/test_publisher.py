@@ -18,8 +18,11 @@ from shared.events import Event
 from shared.keys import Keys
 from shared.publisher import AsyncPublisher, Publisher, PublishSettings
 from shared.retention import Retention, RetentionPolicy
+from tests.support.clients import sync_client
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import until
+
+pytestmark = pytest.mark.topologies
 
 KEYS = Keys()
 
@@ -151,7 +154,7 @@ def test_sync_publisher_from_threads(redis_url: str) -> None:
             t.start()
         for t in threads:
             t.join()
-    client = redis.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     assert client.xlen(KEYS.stream("custom")) == 200 == len(set(results))
     client.close()
 
@@ -206,7 +209,7 @@ def test_cli_publish_prints_offset_and_rejects_bad_input(redis_url: str) -> None
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
     offset = ok.stdout.strip()
-    client = redis.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     assert client.xrange(KEYS.stream("signal_generated"))[0][0].decode() == offset
     client.close()
     bad_json = subprocess.run([*env_cmd, "custom", "{nope"], capture_output=True, text=True, timeout=60)
