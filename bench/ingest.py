@@ -39,6 +39,7 @@ import orjson
 import redis.asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared.keys import Keys
 from simulator import Simulator
 from tests.support.redis_server import RedisServer, free_port
 
@@ -122,7 +123,8 @@ async def read_latencies(url: str, capture: Capture, stop: asyncio.Event,
                          out: list[tuple[float, float]]) -> None:
     """(receive - planned, redis id ms - E ms) in seconds, for tracked events."""
     client = redis.asyncio.Redis.from_url(url)
-    streams = {f"{PREFIX}:stream:price_update": b"$", f"{PREFIX}:stream:market_data": b"$"}
+    keys = Keys(PREFIX)
+    streams = {keys.stream("price_update"): b"$", keys.stream("market_data"): b"$"}
     try:
         while not stop.is_set():
             reply = await client.xread(streams, count=1000, block=200)  # type: ignore[arg-type]

@@ -56,10 +56,10 @@ class WebSocketEndpoint:
         batch = query.get("batch", ["0"])[0] in ("1", "true")
         batch_ms = 0.0
         if batch:
-            try:
-                batch_ms = float(min(MAX_BATCH_MS, max(0, int(query.get("batch_ms", [DEFAULT_BATCH_MS])[0]))))
-            except ValueError:
-                batch_ms = DEFAULT_BATCH_MS
+            raw_ms = query.get("batch_ms", [""])[0]
+            # ASCII digits only (int() would also take spaces, "_" and other scripts' digits)
+            ok = raw_ms.isascii() and raw_ms.isdigit() and len(raw_ms) <= 6
+            batch_ms = float(min(MAX_BATCH_MS, int(raw_ms)) if ok else DEFAULT_BATCH_MS)
 
         refusal: tuple[int, str] | None = None
         origin = _header(scope, b"origin")

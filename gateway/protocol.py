@@ -16,7 +16,7 @@ import msgpack
 import orjson
 
 from shared.errors import InvalidOffset
-from shared.events import EVENT_TYPE_RE, SYMBOL_RE
+from shared.events import is_event_type, is_symbol
 from shared.offsets import Offset, parse_offset
 from shared.protocol import *  # the protocol names, defined once for server and clients
 
@@ -77,7 +77,7 @@ def _msg_id(obj: dict[str, Any]) -> MsgId:
 
 def _event_type(obj: dict[str, Any], msg_id: MsgId) -> str:
     value = obj.get("event_type")
-    if not isinstance(value, str) or not EVENT_TYPE_RE.match(value):
+    if not is_event_type(value):
         raise ClientError("bad_request", "'event_type' must match ^[a-z][a-z0-9_]{0,63}$", msg_id)
     return value
 
@@ -90,7 +90,7 @@ def _symbols(obj: dict[str, Any], msg_id: MsgId) -> frozenset[str] | None:
         raise ClientError("bad_request", f"'symbols' must be a list of at most {MAX_SYMBOLS}", msg_id)
     out = set()
     for item in value:
-        if not isinstance(item, str) or not SYMBOL_RE.match(item.upper()):
+        if not isinstance(item, str) or not item.isascii() or not is_symbol(item.upper()):
             raise ClientError("bad_request", f"invalid symbol {str(item)[:40]!r}", msg_id)
         out.add(item.upper())
     return frozenset(out)
@@ -144,6 +144,20 @@ def parse(frame: str | bytes, binary: bool) -> Command:
     if not isinstance(op, str):
         raise ClientError("bad_request", "message has no 'op'", msg_id)
     raise ClientError("unknown_op", f"unknown op {op[:40]!r}", msg_id)
+
+
+def message_id(frame: str | bytes, binary: bool) -> MsgId:
+    """The ``id`` of a client message that is not otherwise handled (None if it has none)."""
+    try:
+        obj = msgpack.unpackb(frame, raw=False, strict_map_key=False) if binary else orjson.loads(frame)
+    except (ValueError, TypeError, msgpack.UnpackException, orjson.JSONDecodeError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    try:
+        return _msg_id(obj)
+    except ClientError:
+        return None
 
 
 def now_ms() -> int:

@@ -28,7 +28,66 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tickstream.gateway.session")
 
-RATE_WINDOW = 10.0  # seconds over which rate-limit violations are counted
+NOTICE_INTERVAL = 1.0  # at most one id-less rate_limited error per this many seconds
+
+
+class RateLimiter:
+    """The client-message rate rule, on a clock the caller passes in (monotonic seconds).
+
+    A token bucket: ``rate`` messages per second with a burst of one second's worth
+    (``max(1, rate)``). A message that finds no token is dropped (:meth:`take` says False).
+    Drops are grouped in runs of one-second windows counted from the first drop of the run;
+    a window without a drop ends the run. :attr:`abusive` turns true when a run covers
+    ``abuse_seconds`` consecutive windows: the client kept violating the limit for that long
+    (at least ``abuse_seconds - 1`` seconds), which a burst, however large, does not.
+    """
+
+    __slots__ = ("_last_window", "_next_notice", "_refilled", "_run_start", "_tokens",
+                 "abuse_seconds", "burst", "dropped", "rate")
+
+    def __init__(self, rate: float, abuse_seconds: int, now: float) -> None:
+        self.rate = rate
+        self.burst = max(1.0, rate)
+        self.abuse_seconds = abuse_seconds
+        self.dropped = 0
+        self._tokens = self.burst
+        self._refilled = now
+        self._run_start: float | None = None  # when the current run of drops began
+        self._last_window = -1  # the run's last window (0 = the second after its first drop)
+        self._next_notice = float("-inf")
+
+    def take(self, now: float) -> bool:
+        """One message arrives at ``now``: True to handle it, False to drop it."""
+        tokens = min(self.burst, self._tokens + max(0.0, now - self._refilled) * self.rate)
+        self._refilled = now
+        if tokens >= 1:
+            self._tokens = tokens - 1
+            return True
+        self._tokens = tokens
+        self.dropped += 1
+        start = self._run_start
+        window = -1 if start is None else int((now - start) // 1.0)
+        if start is None or window > self._last_window + 1:  # no run, or a quiet window: a new run
+            self._run_start, self._last_window = now, 0
+        elif window > self._last_window:
+            self._last_window = window
+        return False
+
+    @property
+    def run_seconds(self) -> int:
+        """Consecutive one-second windows with drops in the current run (0: none yet)."""
+        return 0 if self._run_start is None else self._last_window + 1
+
+    @property
+    def abusive(self) -> bool:
+        return self.run_seconds >= self.abuse_seconds
+
+    def notice_due(self, now: float) -> bool:
+        """Whether an id-less ``rate_limited`` error may go out now (at most one per second)."""
+        if now < self._next_notice:
+            return False
+        self._next_notice = now + NOTICE_INTERVAL
+        return True
 
 
 class Session(ReplayMixin):
@@ -57,15 +116,13 @@ class Session(ReplayMixin):
                              send_now=send_now, flusher=node.flusher)
         self.log = conn_logger(log, self.id)
         self._close = close
-        self._pending: dict[str, asyncio.Task[None]] = {}
+        # subscribe tasks still running, with the id of the subscribe each one answers
+        self._pending: dict[str, tuple[asyncio.Task[None], p.MsgId]] = {}
         self._closing: asyncio.Task[None] | None = None
         self.closed = False
         self.close_code: int | None = None
-        # token bucket for client messages
-        self._rate = settings.client_rate_limit
-        self._tokens = settings.client_rate_limit
-        self._refilled = time.monotonic()
-        self._violations: list[float] | None = None  # made at the first rate-limit violation
+        self.limiter = RateLimiter(settings.client_rate_limit, settings.client_rate_abuse_seconds,
+                                   time.monotonic())
 
     # --- identity ----------------------------------------------------------------------------
 
@@ -114,7 +171,7 @@ class Session(ReplayMixin):
         self.closed = True
         self.writer.close()
         self.node.hub.remove(self)
-        tasks = list(self._pending.values())
+        tasks = [task for task, _ in self._pending.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -125,11 +182,13 @@ class Session(ReplayMixin):
     async def on_frame(self, frame: str | bytes, binary: bool) -> None:
         if self.closed:
             return
-        if not self._take_token():
+        if not self._take_token(frame, binary):
             return
         if len(frame) > self.node.settings.max_message_bytes:
+            # still answered with its id (the frame is at most MAX_FRAME_BYTES)
             self._error(p.ClientError("too_large", f"message of {len(frame)} bytes is over the "
-                                      f"{self.node.settings.max_message_bytes} limit"))
+                                      f"{self.node.settings.max_message_bytes} limit",
+                                      p.message_id(frame, binary)))
             return
         try:
             command = p.parse(frame, binary)
@@ -148,21 +207,22 @@ class Session(ReplayMixin):
         self.node.metrics.client_errors.labels(exc.code).inc()
         self.send_control(p.error(exc.code, exc.message, exc.msg_id))
 
-    def _take_token(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self._rate, self._tokens + (now - self._refilled) * self._rate)
-        self._refilled = now
-        if self._tokens >= 1:
-            self._tokens -= 1
+    def _take_token(self, frame: str | bytes, binary: bool) -> bool:
+        """Apply the rate limit: False when the message is dropped (it is answered here)."""
+        limiter, now = self.limiter, time.monotonic()
+        if limiter.take(now):
             return True
-        violations = [t for t in self._violations or () if now - t < RATE_WINDOW]
-        violations.append(now)
-        self._violations = violations
-        if len(violations) > self._rate * 2:
-            self.close(p.CLOSE_POLICY, "sustained rate-limit violations")
-        elif len(violations) == 1 or len(violations) % max(1, int(self._rate)) == 0:
-            self._error(p.ClientError("rate_limited", f"over {self._rate:g} messages per second; "
-                                      "messages are being dropped"))
+        if limiter.abusive:
+            self.close(p.CLOSE_POLICY, f"rate limit exceeded in each of {limiter.run_seconds} "
+                       "consecutive seconds")
+            return False
+        # A dropped request with an id is still answered, so every request gets one reply;
+        # messages without one share at most one error per second.
+        msg_id = p.message_id(frame, binary) if len(frame) <= self.node.settings.max_message_bytes \
+            else None
+        if msg_id is not None or limiter.notice_due(now):
+            self._error(p.ClientError("rate_limited", f"over {limiter.rate:g} messages per second: "
+                                      "message dropped", msg_id))
         return False
 
     def _auth(self, command: p.Auth) -> None:
@@ -184,10 +244,20 @@ class Session(ReplayMixin):
                                     command.id))
 
     def _drop(self, event_type: str) -> None:
-        task = self._pending.pop(event_type, None)
-        if task is not None:
-            task.cancel()
+        """End the subscription to ``event_type``, if any (for an unsubscribe or a replacement).
+
+        A subscribe still waiting for its ``subscribed`` reply is answered now, with an error,
+        so that every request gets exactly one reply, and before the reply to the request that
+        cancelled it.
+        """
+        pending = self._pending.pop(event_type, None)
         sub = self.subs.pop(event_type, None)
+        if pending is not None:
+            task, msg_id = pending
+            task.cancel()  # it cannot queue its reply any more: _reply is not reached
+            if sub is not None and not sub.replied:
+                self._error(p.ClientError("bad_request", f"subscription to {event_type} was "
+                                          "cancelled by a later request before it started", msg_id))
         if sub is not None:
             self.node.hub.unindex(sub)
 
@@ -211,11 +281,12 @@ class Session(ReplayMixin):
         self.node.hub.index(sub)  # from here on, live events are captured
         self.node.reader.watch(command.event_type)
         task = asyncio.create_task(self._start(sub, command))
-        self._pending[command.event_type] = task
+        self._pending[command.event_type] = (task, command.id)
         task.add_done_callback(partial(self._settled, command.event_type))
 
     def _settled(self, event_type: str, task: asyncio.Task[None]) -> None:
-        if self._pending.get(event_type) is task:
+        pending = self._pending.get(event_type)
+        if pending is not None and pending[0] is task:
             del self._pending[event_type]
         if not task.cancelled() and task.exception() is not None:
             self.log.error("subscription to %s failed: %r", event_type, task.exception())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from dataclasses import dataclass
@@ -41,7 +42,13 @@ class GatewaySettings(PublishSettings):
     max_connections: int = setting(10000, env="MAX_CONNECTIONS", help="connections per process")
     max_subscriptions: int = setting(100, env="MAX_SUBSCRIPTIONS", help="subscriptions per connection")
     client_rate_limit: float = setting(
-        50.0, env="CLIENT_RATE_LIMIT", help="client messages per second per connection",
+        50.0, env="CLIENT_RATE_LIMIT",
+        help="client messages per second per connection (burst: one second's worth)",
+    )
+    client_rate_abuse_seconds: int = setting(
+        5, env="CLIENT_RATE_ABUSE_SECONDS",
+        help="close with 1008 a connection whose messages were dropped by the rate limit in each "
+             "of this many consecutive seconds",
     )
     slow_client_max_bytes: int = setting(
         4 * 1024 * 1024, env="SLOW_CLIENT_MAX_BYTES", parse=parse_size,
@@ -95,8 +102,11 @@ class GatewaySettings(PublishSettings):
             raise ValueError("HEARTBEAT_INTERVAL and HEARTBEAT_TIMEOUT must be positive")
         if self.jwt_secret and self.jwt_public_key:
             raise ValueError("set JWT_SECRET or JWT_PUBLIC_KEY, not both")
-        if self.client_rate_limit <= 0 or self.max_subscriptions < 1 or self.max_connections < 1:
+        if not 0 < self.client_rate_limit < math.inf or self.max_subscriptions < 1 \
+                or self.max_connections < 1:
             raise ValueError("CLIENT_RATE_LIMIT, MAX_SUBSCRIPTIONS and MAX_CONNECTIONS must be positive")
+        if not 1 <= self.client_rate_abuse_seconds <= 3600:
+            raise ValueError("CLIENT_RATE_ABUSE_SECONDS: from 1 to 3600")
         if self.max_message_bytes > self.max_frame_bytes:
             raise ValueError("MAX_MESSAGE_BYTES cannot exceed MAX_FRAME_BYTES")
         if not self.node:

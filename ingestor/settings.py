@@ -131,7 +131,7 @@ class IngestorSettings(PublishSettings):
         symbols = tuple(dict.fromkeys(s.strip().upper() for s in self.symbols if s.strip()))
         if not symbols:
             raise ValueError("SYMBOLS: at least one symbol is needed")
-        bad = [s for s in symbols if not _SYMBOL.match(s)]
+        bad = [s for s in symbols if not _SYMBOL.fullmatch(s)]
         if bad:
             raise ValueError(f"SYMBOLS: {bad[0]!r} is not a symbol (letters and digits, e.g. BTCUSDT)")
         object.__setattr__(self, "symbols", symbols)

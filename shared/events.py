@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import msgpack
 import orjson
@@ -25,10 +25,12 @@ from shared.errors import (
     ValidationError,
 )
 
-EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9._:/-]{0,63}$")
-_USER_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
-_IDEM_RE = re.compile(r"^[^\x00-\x20\x7f]{1,200}$")
+# Every name is checked whole: use ``fullmatch`` (``$`` would also match before a final "\n").
+# The patterns are anchored with \A and \Z as well, so even a stray ``.match`` checks it all.
+EVENT_TYPE_RE = re.compile(r"\A[a-z][a-z0-9_]{0,63}\Z")
+SYMBOL_RE = re.compile(r"\A[A-Z0-9][A-Z0-9._:/-]{0,63}\Z")
+USER_RE = re.compile(r"\A[^\x00-\x1f\x7f-\x9f]{1,256}\Z")  # no C0/C1 control characters
+_IDEM_RE = re.compile(r"\A[^\x00-\x20\x7f-\x9f]{1,200}\Z")
 
 # Names already found valid: type names and symbols repeat endlessly on the publish path.
 _CACHE_MAX = 10_000
@@ -75,13 +77,28 @@ DEFAULT_POLICY = EventPolicy()
 def check_event_type(event_type: object) -> str:
     if type(event_type) is str and event_type in _known_types:
         return event_type
-    if not isinstance(event_type, str) or not EVENT_TYPE_RE.match(event_type):
+    if not isinstance(event_type, str) or not EVENT_TYPE_RE.fullmatch(event_type):
         raise InvalidEventType(
             f"event_type must match ^[a-z][a-z0-9_]{{0,63}}$, got {str(event_type)[:80]!r}"
         )
     if len(_known_types) < _CACHE_MAX:
         _known_types.add(event_type)
     return event_type
+
+
+def is_event_type(value: object) -> TypeGuard[str]:
+    """Whether ``value`` is a valid event type name (the whole string is checked)."""
+    return isinstance(value, str) and EVENT_TYPE_RE.fullmatch(value) is not None
+
+
+def is_symbol(value: object) -> TypeGuard[str]:
+    """Whether ``value`` is a valid symbol as given (upper case, the whole string checked)."""
+    return isinstance(value, str) and SYMBOL_RE.fullmatch(value) is not None
+
+
+def is_user(value: object) -> TypeGuard[str]:
+    """Whether ``value`` is a valid user id: 1-256 characters, none of them a control character."""
+    return isinstance(value, str) and USER_RE.fullmatch(value) is not None
 
 
 def normalize_symbol(symbol: object) -> str:
@@ -92,7 +109,8 @@ def normalize_symbol(symbol: object) -> str:
     if not isinstance(symbol, str):
         raise ValidationError(f"symbol must be a string, got {type(symbol).__name__}")
     upper = symbol.upper()
-    if not SYMBOL_RE.match(upper):
+    # ASCII only: upper() maps some other letters to ASCII ones ("\ufb00" -> "FF").
+    if not symbol.isascii() or not SYMBOL_RE.fullmatch(upper):
         raise ValidationError(f"symbol {symbol[:80]!r} is not a valid symbol (e.g. BTCUSDT)")
     if len(_known_symbols) < _CACHE_MAX:
         _known_symbols[symbol] = upper
@@ -127,13 +145,13 @@ def prepare(event: Event, policy: EventPolicy = DEFAULT_POLICY) -> PreparedEvent
         if event_type in policy.private_types:
             raise PrivateEventWithoutUser(f"{event_type} is private: publish it with a user")
         user = ""
-    elif not isinstance(user, str) or not _USER_RE.match(user):
-        raise ValidationError("user must be a non-empty string without control characters")
+    elif not is_user(user):
+        raise ValidationError("user must be 1-256 characters without control characters")
 
     key = event.idempotency_key
     if key is None:
         key = ""
-    elif not isinstance(key, str) or not _IDEM_RE.match(key):
+    elif not isinstance(key, str) or not _IDEM_RE.fullmatch(key):
         raise ValidationError("idempotency_key must be 1-200 printable characters, no spaces")
 
     payload = encode_data(data)

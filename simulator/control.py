@@ -46,7 +46,7 @@ def _valid_id(value: Any) -> bool:
         return False
     if isinstance(value, int):
         return _INT64[0] <= value <= _INT64[1]
-    return isinstance(value, str) and bool(_ID_STRING.match(value))
+    return isinstance(value, str) and bool(_ID_STRING.fullmatch(value))
 
 
 def _json_error(exc: orjson.JSONDecodeError) -> str:

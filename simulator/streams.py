@@ -42,7 +42,7 @@ def parse_stream(name: str) -> StreamSpec | None:
     """The spec of a valid stream name, or ``None`` (``!ticker@arr`` is retired)."""
     if name == ALL_MINI_TICKERS:
         return StreamSpec(name, "allMiniTickers")
-    m = _STREAM.match(name)
+    m = _STREAM.fullmatch(name)
     if m is None:
         return None
     symbol = m.group("symbol")

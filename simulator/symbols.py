@@ -70,7 +70,7 @@ DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBBTC")
 def spec_for(name: str) -> SymbolSpec:
     """The spec of a known symbol, or a plausible one derived from the name."""
     name = name.strip().upper()
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError(f"invalid symbol {name!r}: expected 2-20 letters or digits")
     known = KNOWN.get(name)
     if known is not None:

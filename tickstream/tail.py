@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shared.errors import ConfigError, InvalidOffset
-from shared.events import EVENT_TYPE_RE
+from shared.events import is_event_type
 from shared.offsets import parse_offset
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
     """Check the arguments; ConfigError (one line) for anything wrong."""
     types: list[str] = list(dict.fromkeys(args.event_types))
     for event_type in types:
-        if not EVENT_TYPE_RE.match(event_type):
+        if not is_event_type(event_type):
             raise ConfigError(f"EVENT_TYPE {event_type!r} must match ^[a-z][a-z0-9_]{{0,63}}$")
     since: dict[str, str] = {}
     for item in args.since or []:

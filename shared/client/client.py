@@ -29,7 +29,7 @@ from shared.client.options import ClientOptions
 from shared.client.subscription import Callback, Subscription
 from shared.client.tokens import TokenProvider, TokenSource
 from shared.client.wire import CLOSE_UNAUTHORIZED, FATAL_CODES, check_offset, describe, redact, ws_url
-from shared.events import EVENT_TYPE_RE, SYMBOL_RE
+from shared.events import is_event_type, is_symbol
 from shared.logsetup import ConnLogger, conn_logger
 
 log = logging.getLogger("tickstream.client")
@@ -156,7 +156,7 @@ class Client:
         """Subscribe to ``event_type``; ``await`` the result to wait for the gateway's reply."""
         if self._done.is_set():
             raise self.error or ClientClosed("the client is closed")
-        if not isinstance(event_type, str) or not EVENT_TYPE_RE.match(event_type):
+        if not is_event_type(event_type):
             raise ValueError(f"event_type must match ^[a-z][a-z0-9_]{{0,63}}$, got {event_type!r}")
         if event_type in self.subscriptions:
             raise ValueError(f"already subscribed to {event_type}: use update() on that subscription")
@@ -190,11 +190,10 @@ class Client:
         if symbols is None:
             return None
         items = [symbols] if isinstance(symbols, str) else list(symbols)
-        out = frozenset(str(s).upper() for s in items)
-        bad = [s for s in out if not SYMBOL_RE.match(s)]
+        bad = [s for s in items if not isinstance(s, str) or not s.isascii() or not is_symbol(s.upper())]
         if bad:
-            raise ValueError(f"invalid symbol {bad[0]!r}")
-        return out
+            raise ValueError(f"invalid symbol {str(bad[0])[:80]!r}")
+        return frozenset(s.upper() for s in items)
 
     # --- called by subscriptions and connections -------------------------------------------------
 
@@ -209,7 +208,8 @@ class Client:
         if self.subscriptions.get(sub.event_type) is sub:
             del self.subscriptions[sub.event_type]
             if self.connection is not None and self.connection.ready:
-                self.connection.send({"op": "unsubscribe", "event_type": sub.event_type}, "unsubscribe")
+                self.connection.send({"op": "unsubscribe", "event_type": sub.event_type}, "unsubscribe",
+                                     sub.event_type)
         sub.end(None)
 
     def refused(self, sub: Subscription, error: BaseException) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from websockets.asyncio.client import ClientConnection
@@ -45,6 +46,7 @@ log = logging.getLogger("tickstream.client")
 
 SEND_RATE = 20.0  # client messages per second (the gateway's default limit is 50)
 SEND_BURST = 20.0
+RATE_LIMITED_RETRY = 1.0  # seconds before a request dropped by the gateway's rate limit goes again
 CLOSE_TIMEOUT = 2.0
 
 
@@ -72,6 +74,7 @@ class Connection:
         self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._ops: dict[int, tuple[str, Any]] = {}  # id -> (kind, subscription or ping time)
         self._tasks: list[asyncio.Task[None]] = []
+        self._timers: set[asyncio.TimerHandle] = set()
         self._loop = asyncio.get_running_loop()
 
     # --- life cycle ------------------------------------------------------------------------------
@@ -104,6 +107,9 @@ class Connection:
                 sub.detach()
             for task in self._tasks:
                 task.cancel()
+            for timer in self._timers:
+                timer.cancel()
+            self._timers.clear()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             if ended is not None and ended.code is None:
                 ws.transport.abort()  # dead or misbehaving: no closing handshake
@@ -195,22 +201,55 @@ class Connection:
                 self.latency = self._loop.time() - op[1]
                 self.client.measured(self)
         elif kind == "error":
-            self._error(message, op)
+            self._error(message, op_id, op)
         elif kind == "authenticated":
             self.log.info("token refreshed on the connection (user %s)", message.get("user"))
         elif kind not in ("heartbeat", "unsubscribed"):
             self.log.debug("ignoring message of type %r", kind)
 
-    def _error(self, message: dict[str, Any], op: tuple[str, Any] | None) -> None:
+    def _error(self, message: dict[str, Any], op_id: Any, op: tuple[str, Any] | None) -> None:
         code, text = str(message.get("code")), str(message.get("message"))
-        if op is not None and op[0] == "subscribe":
+        kind = op[0] if op is not None else None
+        if code == "rate_limited" and op is not None and kind != "ping":
+            # Dropped, not refused: the same request goes again a second later.
+            self.log.warning("%s dropped by the gateway's rate limit; retrying in %g s", kind,
+                             RATE_LIMITED_RETRY)
+            self._later(RATE_LIMITED_RETRY, self._retry, op_id, op)
+        elif op is not None and kind == "subscribe":
             sub: Subscription = op[1]
-            if self.client.subscriptions.get(sub.event_type) is sub:
+            # Only the answer to the subscribe in flight counts: one superseded by a later
+            # subscribe of the same type (update()) is answered with an error by the gateway
+            # when it was cancelled before it started, and the later one's reply follows.
+            if self.client.subscriptions.get(sub.event_type) is sub and sub.pending_id == op_id:
                 self.client.refused(sub, SubscriptionError(sub.event_type, code, text))
-        elif op is not None and op[0] == "auth":
+        elif kind == "auth":
             self.log.warning("token refresh refused (%s): %s", code, text)
         else:
             self.log.warning("gateway error %s: %s", code, text)
+
+    def _later(self, delay: float, callback: Callable[..., None], *args: Any) -> None:
+        """``callback(*args)`` in ``delay`` seconds, unless the connection ends first."""
+        def fire() -> None:
+            self._timers.discard(handle)
+            callback(*args)
+
+        handle = self._loop.call_later(delay, fire)
+        self._timers.add(handle)
+
+    def _retry(self, op_id: Any, op: tuple[str, Any]) -> None:
+        """Send again a request the gateway dropped under its rate limit, if still wanted."""
+        if not self.ready:
+            return  # a new connection sends what is still wanted
+        kind, ref = op
+        if kind == "subscribe":
+            sub: Subscription = ref
+            if self.client.subscriptions.get(sub.event_type) is sub and sub.pending_id == op_id:
+                self.subscribe(sub)
+        elif kind == "unsubscribe":
+            if isinstance(ref, str) and ref not in self.client.subscriptions:
+                self.send({"op": "unsubscribe", "event_type": ref}, "unsubscribe", ref)
+        elif kind == "auth" and isinstance(ref, str) and ref == self.client.tokens.current:
+            self.send({"op": "auth", "token": ref}, "auth", ref)  # unless a newer one replaced it
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -261,4 +300,4 @@ class Connection:
                 continue
             if token:
                 self.log.debug("sending a fresh token")
-                self.send({"op": "auth", "token": token}, "auth")
+                self.send({"op": "auth", "token": token}, "auth", token)

@@ -96,10 +96,12 @@ class Subscription:
         return self.wait_subscribed().__await__()
 
     async def wait_subscribed(self) -> Subscription:
-        """Wait for the gateway's first ``subscribed`` reply; raise if it refused."""
+        """Wait for the gateway's first ``subscribed`` reply; raise if it refused or it ended."""
         if not self.subscribed:
             if self.error is not None:
                 raise self.error
+            if self._buffer.closed:  # unsubscribed or the client closed: no reply will come
+                raise ClientClosed(f"the subscription to {self.event_type} ended")
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             await waiter
@@ -123,6 +125,8 @@ class Subscription:
 
     async def update(self, symbols: list[str] | None) -> None:
         """Change the symbol filter; events continue from the current position, no gap."""
+        if self._buffer.closed:
+            raise self.error or ClientClosed(f"the subscription to {self.event_type} ended")
         self.symbols = self._client.check_symbols(symbols)
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -152,6 +156,11 @@ class Subscription:
             op["epoch"] = self.epoch
         self._pending_id, self._sent_since = op_id, op.get("since")
         return op
+
+    @property
+    def pending_id(self) -> int | None:
+        """The id of the subscribe in flight on the current connection, if any."""
+        return self._pending_id
 
     def detach(self) -> None:
         """The connection ended: nothing is in flight any more."""

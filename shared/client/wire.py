@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import msgpack
 import orjson
 
+from shared.errors import InvalidOffset
 from shared.offsets import Offset, parse_offset
 from shared.protocol import *  # the protocol names, defined once for server and clients
 
@@ -80,14 +81,12 @@ def encode(message: dict[str, Any], binary: bool) -> str | bytes:
 
 def position(offset: object) -> Offset:
     """``"1732612345678-3"`` -> ``(1732612345678, 3)``. Offsets compare as integer pairs only."""
-    try:
-        ms, seq = offset.split("-")  # type: ignore[attr-defined]
-        pos = int(ms), int(seq)
-    except (AttributeError, ValueError):
-        raise ProtocolError(f"bad offset {str(offset)[:40]!r}") from None
-    if pos[0] < 0 or pos[1] < 0:
+    if not isinstance(offset, str):
         raise ProtocolError(f"bad offset {str(offset)[:40]!r}")
-    return pos
+    try:
+        return parse_offset(offset)  # the whole string, ASCII digits only
+    except InvalidOffset:
+        raise ProtocolError(f"bad offset {offset[:40]!r}") from None
 
 
 def check_offset(offset: str) -> str:

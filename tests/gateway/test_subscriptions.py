@@ -11,6 +11,7 @@ from websockets.asyncio.client import connect
 
 from shared.events import Event
 from shared.keys import Keys
+from shared.offsets import parse_offset
 from shared.publisher import AsyncPublisher
 from tests.support.gateway import Client, InProcessGateway
 
@@ -72,7 +73,9 @@ async def test_last_n_filtered_by_symbol(gw: InProcessGateway, pub: AsyncPublish
     reply = await client.subscribe("custom", last=3, symbols=["BTCUSDT"])
     events = await client.events_until(3)
     assert [e["data"]["n"] for e in events] == [15, 17, 19]
-    assert reply["recovered"] is True and reply["offset"] < events[0]["offset"]
+    # Offsets compare as (ms, seq) integer pairs: as strings "5-9" > "5-10".
+    assert reply["recovered"] is True
+    assert parse_offset(reply["offset"]) < parse_offset(events[0]["offset"])
     await pub.publish("custom", {"n": 21}, symbol="BTCUSDT")
     assert (await client.events_until(4))[-1]["data"]["n"] == 21
     await client.close()
@@ -179,3 +182,34 @@ async def test_replay_far_larger_than_the_client_queue_arrives_without_4008(
         events = await client.events_until(2000, timeout=30)
         assert [e["offset"] for e in events] == offsets
         await client.close()
+
+
+async def test_offsets_order_as_integer_pairs_not_strings(
+    gw: InProcessGateway, pub: AsyncPublisher, aredis: redis.asyncio.Redis
+) -> None:
+    """Entries ``M-0`` .. ``M-12`` in one millisecond: as strings ``M-9`` > ``M-10``."""
+    first = await pub.publish("custom", {"n": -1})  # makes the stream, its epoch and its type
+    ms = parse_offset(first)[0] + 1
+    written = []
+    for seq in range(13):  # a direct writer (docs/redis.md) with explicit ids
+        written.append((await aredis.xadd(Keys().stream("custom"), {"j": orjson.dumps({"n": seq}),
+                                                                     "s": "", "u": ""},
+                                          id=f"{ms}-{seq}")).decode())
+    assert written == [f"{ms}-{seq}" for seq in range(13)]
+    assert sorted(written) != written  # string order is not offset order
+
+    client = await Client.open(gw.url)
+    reply = await client.subscribe("custom", since=first)
+    events = await client.events_until(13)
+    got = [e["offset"] for e in events]
+    assert got == written and got == sorted(got, key=parse_offset)
+    await client.close()
+
+    last = await Client.open(gw.url)
+    reply = await last.subscribe("custom", last=3)
+    events = await last.events_until(3)
+    assert [e["offset"] for e in events] == written[-3:]
+    assert reply["offset"] == f"{ms}-9"  # the position just before the first replayed event
+    assert parse_offset(reply["offset"]) < parse_offset(events[0]["offset"])
+    assert not reply["offset"] < events[0]["offset"]  # what comparing strings would say
+    await last.close()

@@ -71,7 +71,7 @@ async def test_sigterm_stops_reading_flushes_and_exits_0(redis_url: str) -> None
             "--binance-rest-url", sim.url_rest,
         )
         try:
-            await until(lambda: client.xlen("tickstream:stream:price_update"), 20, "trades in Redis")
+            await until(lambda: client.xlen("tickstream:{price_update}:stream"), 20, "trades in Redis")
             await until(lambda: client.exists("tickstream:health:ingestor:cli-sigterm"), 10, "health")
             proc.send_signal(signal.SIGTERM)
             code, err = await finish(proc, 15)

@@ -11,7 +11,16 @@ from shared.errors import (
     PrivateEventWithoutUser,
     ValidationError,
 )
-from shared.events import Event, EventPolicy, event_from_json, prepare
+from shared.events import (
+    Event,
+    EventPolicy,
+    check_event_type,
+    event_from_json,
+    is_event_type,
+    is_user,
+    normalize_symbol,
+    prepare,
+)
 
 PRICE = {
     "symbol": "BTCUSDT", "price": 65000.5, "volume": 0.01, "timestamp": "2026-11-26T14:00:00.000Z",
@@ -106,3 +115,56 @@ def test_event_from_json_checks_shape() -> None:
         event_from_json({"event_type": "custom", "data": {}, "user": 5})
     with pytest.raises(ValidationError, match="JSON object"):
         event_from_json(["custom"])
+
+
+# --- names are checked whole: "$" also matches before a final newline ------------------------
+
+TRADE = {"trade_id": "t1", "symbol": "BTCUSDT", "type": "LONG", "entry_price": 1.0,
+         "quantity": 2.0, "leverage": 3}
+
+
+@pytest.mark.parametrize("name", ["trade_executed\n", "price_update\n", "custom\n", "custom\r",
+                                  "custom\n\n", "\ncustom", "custom\x00"])
+def test_event_types_with_a_trailing_newline_or_control_are_refused(name: str) -> None:
+    with pytest.raises(InvalidEventType):
+        prepare(Event(name, TRADE, user="alice"))
+    with pytest.raises(InvalidEventType):
+        event_from_json({"event_type": name, "data": {}})
+    with pytest.raises(InvalidEventType):
+        check_event_type(name)
+    assert not is_event_type(name)
+
+
+def test_a_private_type_cannot_be_published_without_a_user_under_a_newline_alias() -> None:
+    with pytest.raises(InvalidEventType):
+        prepare(Event("trade_executed\n", TRADE))  # would have been public under another name
+    with pytest.raises(PrivateEventWithoutUser):
+        prepare(Event("trade_executed", TRADE))
+
+
+@pytest.mark.parametrize("user", ["alice\n", "alice\r\n", "\nalice", "al\x00ice", "alice\x85",
+                                  "a" * 257])
+def test_users_with_control_characters_are_refused(user: str) -> None:
+    with pytest.raises(ValidationError, match="user"):
+        prepare(Event("trade_executed", TRADE, user=user))
+    assert not is_user(user)
+
+
+def test_unicode_users_are_fine() -> None:
+    assert prepare(Event("trade_executed", TRADE, user="zoë@example.com")).user == "zoë@example.com"
+
+
+@pytest.mark.parametrize("symbol", ["BTCUSDT\n", "btcusdt\n", "BTC\nUSDT", "\ufb00USDT", "BTCUSDT "])
+def test_symbols_with_a_newline_or_non_ascii_are_refused(symbol: str) -> None:
+    with pytest.raises(ValidationError, match="not a valid symbol"):
+        prepare(Event("custom", {}, symbol=symbol))
+    with pytest.raises(ValidationError, match="not a valid symbol"):
+        prepare(Event("custom", {"symbol": symbol}))  # routed from data
+    with pytest.raises(ValidationError, match="not a valid symbol"):
+        normalize_symbol(symbol)
+
+
+@pytest.mark.parametrize("key", ["k\n", "k1\r", "\nk"])
+def test_idempotency_keys_with_a_newline_are_refused(key: str) -> None:
+    with pytest.raises(ValidationError, match="idempotency_key"):
+        prepare(Event("custom", {}, idempotency_key=key))

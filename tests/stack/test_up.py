@@ -185,7 +185,7 @@ async def test_with_redis_url_no_redis_is_started_and_sigterm_stops_it(
         assert not (up.state_dir / "redis").exists()
         client = redis.asyncio.Redis.from_url(redis_url)
         try:
-            await until(lambda: client.xlen("tickstream:stream:price_update"), 30,
+            await until(lambda: client.xlen("tickstream:{price_update}:stream"), 30,
                         "events in the given Redis")
         finally:
             await client.aclose()
