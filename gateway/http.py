@@ -92,7 +92,7 @@ class HttpApi:
         except ValidationError as exc:
             return _problem(400 if exc.code != "too_large" else 413, exc.code, str(exc))
         except RedisUnavailable as exc:
-            return _problem(503, "unavailable", str(exc))
+            return _problem(503, exc.code, str(exc))
         node.metrics.publishes.inc(len(offsets))
         result: dict[str, Any] = {"offsets": offsets}
         if single:

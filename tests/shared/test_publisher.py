@@ -13,7 +13,7 @@ import redis
 import redis.asyncio
 
 from shared.codec import decode_entry
-from shared.errors import InvalidEventData, RedisUnavailable
+from shared.errors import InvalidEventData, NotReplicated, RedisUnavailable
 from shared.events import Event
 from shared.keys import Keys
 from shared.publisher import AsyncPublisher, Publisher, PublishSettings
@@ -253,3 +253,36 @@ async def test_batch_after_redis_forgot_the_script_publishes_everything_once(
     beta = [d["i"] for _, d, _, _ in await read_all(aredis, "beta")]
     assert alpha == [-1, 1, 3, 5, 7, 9]
     assert beta == [-1, 0, 2, 4, 6, 8]
+
+
+async def test_min_replicas_acknowledges_only_what_replicas_hold(
+    redis_url: str, redis_topology: str
+) -> None:
+    budget = 0.5 if redis_topology == "single" else 10.0  # replicas exist: wait for them
+    s = settings(redis_url, publish_min_replicas=1, publish_retry_timeout=budget,
+                 publish_replica_timeout=0.1)
+    async with AsyncPublisher.from_url(redis_url, s) as pub:
+        if redis_topology == "single":  # no replica: the write is not acknowledged
+            with pytest.raises(NotReplicated, match=r"0 of 1 replicas"):
+                await pub.publish("custom", {"n": 1}, idempotency_key="k1")
+            # The retry the error asks for publishes nothing twice.
+            with pytest.raises(NotReplicated):
+                await pub.publish("custom", {"n": 1}, idempotency_key="k1")
+            client = sync_client(redis_url)
+            assert client.xlen(KEYS.stream("custom")) == 1
+            client.close()
+        else:
+            offsets = await pub.publish_many([Event("custom", {"n": n}) for n in range(50)])
+            assert len(set(offsets)) == 50
+
+
+def test_sync_publisher_waits_for_replicas_too(redis_url: str, redis_topology: str) -> None:
+    budget = 0.3 if redis_topology == "single" else 10.0
+    s = settings(redis_url, publish_min_replicas=1, publish_retry_timeout=budget,
+                 publish_replica_timeout=0.1)
+    with Publisher.from_url(redis_url, s) as pub:
+        if redis_topology == "single":
+            with pytest.raises(NotReplicated):
+                pub.publish("custom", {"n": 1})
+        else:
+            assert pub.publish("custom", {"n": 1})
