@@ -40,6 +40,8 @@ class StreamState:
         return format_offset(self.first if self.first is not None else self.last)
 
 
+READ_TIMEOUT = 15.0  # seconds: socket timeout of the blocking reads (BLOCK is at most 5 s)
+
 EMPTY = StreamState("", None, (0, 0), trimmed=False)
 
 
@@ -145,8 +147,9 @@ class RedisBroker:
 
     def __init__(self, url: str, keys: Keys) -> None:
         self.keys = keys
-        # Blocking reads use their own connections without a socket timeout shorter than BLOCK.
-        self._reader = Topology(url, name="tickstream-gateway-reader", socket_timeout=None)
+        # Blocking reads use their own connections, with a socket timeout far above any BLOCK
+        # (at most a few seconds): a node that vanished without a reset is noticed, not waited on.
+        self._reader = Topology(url, name="tickstream-gateway-reader", socket_timeout=READ_TIMEOUT)
         self._client = Topology(url, name="tickstream-gateway", socket_timeout=5.0)
 
     async def event_types(self) -> set[str]:

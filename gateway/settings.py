@@ -107,6 +107,8 @@ class GatewaySettings(PublishSettings):
             raise ValueError("CLIENT_RATE_LIMIT, MAX_SUBSCRIPTIONS and MAX_CONNECTIONS must be positive")
         if not 1 <= self.client_rate_abuse_seconds <= 3600:
             raise ValueError("CLIENT_RATE_ABUSE_SECONDS: from 1 to 3600")
+        if not 0 < self.reader_block <= 5:
+            raise ValueError("READER_BLOCK: more than 0 s and at most 5 s")
         if self.max_message_bytes > self.max_frame_bytes:
             raise ValueError("MAX_MESSAGE_BYTES cannot exceed MAX_FRAME_BYTES")
         if not self.node:
