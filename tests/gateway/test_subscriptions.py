@@ -6,6 +6,7 @@ import asyncio
 
 import msgpack
 import orjson
+import pytest
 import redis.asyncio
 from websockets.asyncio.client import connect
 
@@ -14,6 +15,8 @@ from shared.keys import Keys
 from shared.offsets import parse_offset
 from shared.publisher import AsyncPublisher
 from tests.support.gateway import Client, InProcessGateway
+
+pytestmark = pytest.mark.topologies
 
 
 async def test_symbol_filter_and_replacing_it(gw: InProcessGateway, pub: AsyncPublisher) -> None:
