@@ -134,12 +134,20 @@ class _Base:
         seeds = [f"{h}:{p}" for h, p in self.target.nodes]
         return known + [s for s in seeds if s not in known]
 
-    def _adopt(self, slots: SlotMap) -> None:
+    def _adopted(self, name: str, reply: Any, errors: list[str]) -> bool:
+        """Take the slot map ``name`` answered, if it covers every slot."""
+        slots = SlotMap.parse(reply, _split(name)[0])
         if not slots.covers_all():
-            raise RedisUnavailable("the Redis Cluster does not cover all 16384 slots yet")
+            errors.append(f"{name}: slots not fully covered")
+            return False
         if self.slots is None or slots.ranges != self.slots.ranges:
             self.generation += 1
         self.slots = slots
+        return True
+
+
+def _no_map(errors: list[str]) -> redis.ConnectionError:
+    return redis.ConnectionError("no Redis Cluster node answered CLUSTER SLOTS: " + "; ".join(errors))
 
 
 class Topology(_Base):
@@ -167,7 +175,7 @@ class Topology(_Base):
         """Re-read the slot map (cluster); nothing to do for the other kinds."""
         if self.kind != "cluster":
             return
-        errors = []
+        errors: list[str] = []
         for name in self._seeds():
             try:
                 reply = await self._node(name).execute_command(  # type: ignore[no-untyped-call]
@@ -175,14 +183,10 @@ class Topology(_Base):
             except PROBE_ERRORS as exc:
                 errors.append(f"{name}: {exc}")
                 continue
-            slots = SlotMap.parse(reply, _split(name)[0])
-            if slots.covers_all():
-                self._adopt(slots)
+            if self._adopted(name, reply, errors):
                 await self._forget_gone()
                 return
-            errors.append(f"{name}: slots not fully covered")
-        raise redis.ConnectionError("no Redis Cluster node answered CLUSTER SLOTS: "
-                                    + "; ".join(errors))
+        raise _no_map(errors)
 
     async def _ready(self) -> SlotMap:
         if self.slots is None:
@@ -256,7 +260,7 @@ class SyncTopology(_Base):
     def refresh(self) -> None:
         if self.kind != "cluster":
             return
-        errors = []
+        errors: list[str] = []
         for name in self._seeds():
             try:
                 reply = self._node(name).execute_command(  # type: ignore[no-untyped-call]
@@ -264,13 +268,9 @@ class SyncTopology(_Base):
             except PROBE_ERRORS as exc:
                 errors.append(f"{name}: {exc}")
                 continue
-            slots = SlotMap.parse(reply, _split(name)[0])
-            if slots.covers_all():
-                self._adopt(slots)
+            if self._adopted(name, reply, errors):
                 return
-            errors.append(f"{name}: slots not fully covered")
-        raise redis.ConnectionError("no Redis Cluster node answered CLUSTER SLOTS: "
-                                    + "; ".join(errors))
+        raise _no_map(errors)
 
     def _node(self, name: str) -> redis.Redis:
         client = self._clients.get(name)
