@@ -15,6 +15,10 @@ when the reader finds a gap in it.
 The number of replays reading at once is bounded by :attr:`SharedHistory.slots` (a semaphore
 that :mod:`gateway.replay` holds for the whole replay), so a reconnect storm queues instead of
 piling memory.
+
+Stream states (epoch, first and last offsets) that subscribes ask for are coalesced too, by
+rounds (:meth:`SharedHistory.state`): a caller never gets an answer to a request that was sent
+before it asked, so the state is never older than the caller's subscription.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gateway.broker import Broker, Entry
+from gateway.broker import Broker, Entry, StreamState
 from shared.offsets import Offset
 
 
@@ -69,6 +73,8 @@ class SharedHistory:
         self._blocks: dict[str, list[Block]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._size = 0
+        self.state_fetches = 0
+        self._rounds: dict[str, _Round] = {}
 
     async def after(self, event_type: str, after: Offset, count: int) -> list[Entry]:
         """Up to ``count`` entries with offset > ``after``, oldest first (as ``broker.history``)."""
@@ -87,6 +93,38 @@ class SharedHistory:
             if page:
                 self._insert(event_type, Block(after, list(page), [e.pos for e in page], self.clock()))
             return page
+
+    async def state(self, event_type: str) -> StreamState:
+        """``broker.state``, one request per round for every caller waiting on that round."""
+        current = self._rounds.get(event_type)
+        if current is None or current.sent:  # none, or sent before we asked: join the next
+            if current is None or current.next is None:
+                round_ = _Round()
+                if current is None:
+                    self._rounds[event_type] = round_
+                    asyncio.get_running_loop().create_task(self._run_round(event_type, round_))
+                else:
+                    current.next = round_
+            else:
+                round_ = current.next
+        else:
+            round_ = current
+        return await asyncio.shield(round_.result)
+
+    async def _run_round(self, event_type: str, round_: _Round) -> None:
+        while True:
+            round_.sent = True
+            self.state_fetches += 1
+            try:
+                round_.result.set_result(await self.broker.state(event_type))
+            except Exception as exc:  # every waiter of this round gets it (and retries)
+                round_.result.set_exception(exc)
+                round_.result.exception()  # retrieved: no "never retrieved" warning
+            following = round_.next
+            if following is None:
+                del self._rounds[event_type]
+                return
+            self._rounds[event_type] = round_ = following
 
     def forget(self, event_type: str) -> None:
         for block in self._blocks.pop(event_type, []):
@@ -126,3 +164,14 @@ class SharedHistory:
             return
         self._blocks[oldest_type].remove(oldest)
         self._size -= len(oldest.entries)
+
+
+class _Round:
+    """One coalesced ``state`` request and the round queued behind it."""
+
+    __slots__ = ("next", "result", "sent")
+
+    def __init__(self) -> None:
+        self.result: asyncio.Future[StreamState] = asyncio.get_running_loop().create_future()
+        self.sent = False
+        self.next: _Round | None = None

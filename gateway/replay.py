@@ -61,7 +61,7 @@ class ReplayMixin:
 
     async def _start(self, sub: Subscription, command: p.Subscribe) -> None:
         node = self.node
-        state = await self._with_retry(lambda: node.broker.state(sub.event_type))
+        state = await self._with_retry(lambda: node.history.state(sub.event_type))
         if not state.epoch:  # no stream yet: subscribing establishes the epoch (CONTRACT 3)
             epoch = await self._with_retry(lambda: node.broker.reserve_epoch(sub.event_type))
             state = dataclasses.replace(state, epoch=epoch)

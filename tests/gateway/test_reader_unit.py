@@ -132,3 +132,29 @@ async def test_concurrent_replays_share_their_history_reads(clients: int) -> Non
     for start, got in zip(starts, results, strict=True):
         assert got == positions[start + 1:]  # exact, in order, nothing doubled
     assert fetches <= clients // 10, f"{fetches} history reads for {clients} replays"
+
+
+async def test_concurrent_state_requests_share_rounds_and_are_never_older_than_the_ask() -> None:
+    broker = MemoryBroker()
+    await broker.add("t", b"\x80")
+    calls = 0
+    gate = asyncio.Event()
+    real = broker.state
+
+    async def slow_state(event_type: str) -> Any:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        return await real(event_type)
+
+    broker.state = slow_state  # type: ignore[method-assign]
+    shared = SharedHistory(broker)
+    first = [asyncio.create_task(shared.state("t")) for _ in range(50)]
+    await until(lambda: calls == 1, what="the first round sent")
+    newest = await broker.add("t", b"\x80")  # after the first round was sent ...
+    later = [asyncio.create_task(shared.state("t")) for _ in range(50)]  # ... these asked
+    gate.set()
+    states = await asyncio.gather(*first, *later)
+    assert calls == 2  # 100 callers, two rounds
+    newest_pos = tuple(int(x) for x in newest.split("-"))
+    assert all(s.last == newest_pos for s in states[50:])  # the later callers see the new entry
