@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("tickstream.up", "the whole stack on one machine"),
     "publish": ("tickstream.publish_cmd", "publish one event from the shell"),
     "tail": ("tickstream.tail", "subscribe and print events as JSON lines"),
+    "migrate-keys": ("tickstream.migrate_keys",
+                     "move Redis keys of the layout before hash tags (stop publishers first)"),
 }
 
 
