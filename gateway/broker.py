@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import redis
+from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
 from shared.codec import StreamEntry, decode_entry
@@ -66,9 +68,10 @@ class Broker(Protocol):
         ...
 
     async def partitions(self, event_types: list[str]) -> dict[str, list[str]]:
-        """The event types grouped by the partition (Redis primary) holding their stream.
+        """The event types grouped by partition: the streams one blocking read can cover.
 
-        Every partition is a key of the result, even one that holds none of ``event_types``."""
+        One server or Sentinel: one partition. Redis Cluster: one per primary and hash slot
+        (a multi-key command must stay within one slot), named ``host:port#slot``."""
         ...
 
     async def read(
@@ -158,16 +161,22 @@ class RedisBroker:
         return {m.decode() for m in members}
 
     async def partitions(self, event_types: list[str]) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {name: [] for name in await self._reader.primaries()}
+        out: dict[str, list[str]] = {}
         for event_type in event_types:
-            out.setdefault(await self._reader.node_of(self.keys.stream(event_type)), []).append(event_type)
+            key = self.keys.stream(event_type)
+            name = await self._reader.node_of(key)
+            if self._reader.kind == "cluster":
+                name = f"{name}#{key_slot(key.encode())}"
+            out.setdefault(name, []).append(event_type)
         return out
 
     async def read(
         self, partition: str, positions: Mapping[str, Offset], count: int, block_ms: int
     ) -> list[tuple[str, list[Entry]]]:
         streams = {self.keys.stream(t): format_offset(p) for t, p in positions.items()}
-        client = (await self._reader.primaries())[partition]
+        client = (await self._reader.primaries()).get(partition.split("#", 1)[0])
+        if client is None:
+            raise redis.ConnectionError(f"{partition} is no longer a primary")
         reply: Any = await client.xread(streams, count=count, block=block_ms)  # type: ignore[arg-type]
         out = []
         for stream, raw_entries in reply or []:

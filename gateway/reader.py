@@ -36,7 +36,7 @@ from shared.redisconn import RETRYABLE_ERRORS
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from gateway.broker import Broker, StreamState
+    from gateway.broker import Broker, Entry, StreamState
     from gateway.hub import Hub
     from gateway.metrics import GatewayMetrics
 
@@ -45,10 +45,6 @@ log = logging.getLogger("tickstream.gateway.reader")
 TYPES_REFRESH = 1.0  # seconds between looks for new event types
 EPOCH_CHECK = 5.0  # seconds between epoch checks while all is well
 DISPATCH_CHUNK = 128  # entries handed to the hub before writers get a turn
-
-
-class TopologyChanged(Exception):
-    """A type belongs to a partition the read loops do not cover: start them again."""
 
 
 class StreamReader:
@@ -65,9 +61,12 @@ class StreamReader:
         self.positions: dict[str, Offset] = {}  # types the reader reads, and from where
         self.epochs: dict[str, str] = {}
         self.lag = 0.0
-        self.connected = False
+        self._started = False  # the first resync completed
+        self._idle_ok = 0.0  # housekeeping's last pass (last_ok when no partition has streams)
         self._owner: dict[str, str] = {}  # type -> partition
-        self._partition_ok: dict[str, float] = {}
+        self._loops: dict[str, asyncio.Task[None]] = {}  # partition -> its read loop
+        self._partition_ok: dict[str, float] = {}  # partition -> last completed read
+        self._down: set[str] = set()  # partitions whose last read failed
         self._delivered: set[str] = set()  # types whose position is an entry the reader read
         self._unresolved: set[str] = set()  # watched, not yet given a position
         self._wake = asyncio.Event()  # housekeeping: a type was watched
@@ -75,8 +74,17 @@ class StreamReader:
         self._resolved = asyncio.Event()  # position() waiters
 
     @property
+    def connected(self) -> bool:
+        """Started, and every partition with streams to read completed its last read."""
+        return self._started and not self._down
+
+    @property
     def last_ok(self) -> float:
-        return min(self._partition_ok.values()) if self._partition_ok else 0.0
+        """The oldest partition's last completed read (monotonic), 0 before the first."""
+        if not self._started:
+            return 0.0
+        busy = {p for p in self._owner.values()} & set(self._partition_ok)
+        return min((self._partition_ok[p] for p in busy), default=self._idle_ok)
 
     def watch(self, event_type: str) -> None:
         """A client subscribed to ``event_type``: read it even if no event exists yet."""
@@ -100,113 +108,149 @@ class StreamReader:
             self.epochs[event_type] = epoch
 
     async def run(self) -> None:
-        backoff = Backoff(base=0.1, cap=5.0, stable_after=10.0)
-        while True:
-            try:
-                await self.broker.refresh()
-                await self._resync()
-                backoff.connected(time.monotonic())
-                self.connected = True
-                await self._supervise()
-            except asyncio.CancelledError:
-                raise
-            except TopologyChanged as exc:
-                log.info("stream reader: %s; re-reading the topology", exc)
-                continue
-            except RETRYABLE_ERRORS as exc:
-                self._failed(f"Redis unavailable: {exc!r}")
-            except Exception as exc:  # a bug must not stop event delivery for good
-                log.exception("stream reader failed")
-                self._failed(repr(exc))
-            await asyncio.sleep(backoff.next_delay(time.monotonic()))
+        """Learn the streams, start a read loop per partition, then keep house until cancelled."""
+        backoff = Backoff(base=0.1, cap=2.0, stable_after=10.0)
+        try:
+            while True:
+                try:
+                    if not self._started:
+                        await self.broker.refresh()
+                        await self._resync()
+                        self._started = True
+                    backoff.connected(time.monotonic())
+                    await self._housekeeping()
+                except asyncio.CancelledError:
+                    raise
+                except RETRYABLE_ERRORS as exc:
+                    self._failed("housekeeping", f"Redis unavailable: {exc!r}")
+                except Exception as exc:  # a bug must not stop event delivery for good
+                    log.exception("stream reader housekeeping failed")
+                    self._failed("housekeeping", repr(exc))
+                await asyncio.sleep(backoff.next_delay(time.monotonic()))
+                with contextlib.suppress(*RETRYABLE_ERRORS):
+                    await self.broker.refresh()
+        finally:
+            loops = list(self._loops.values())
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
 
-    def _failed(self, why: str) -> None:
-        if self.connected:
-            log.warning("stream reader: %s; reconnecting", why)
-        self.connected = False
+    def _failed(self, where: str, why: str) -> None:
+        log.warning("stream reader (%s): %s; retrying", where, why)
         self.metrics.reader_errors.inc()
 
     # --- the loops ----------------------------------------------------------------------------
 
-    async def _supervise(self) -> None:
-        """Run one read loop per partition and the housekeeping loop until one of them fails."""
-        parts = await self.broker.partitions(list(self.positions))
-        self._owner = {t: name for name, types in parts.items() for t in types}
-        now = time.monotonic()
-        self._partition_ok = dict.fromkeys(parts, now)
-        tasks = [asyncio.create_task(self._read_loop(name), name=f"reader-{name}") for name in parts]
-        tasks.append(asyncio.create_task(self._housekeeping(set(parts)), name="reader-housekeeping"))
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()  # raises what ended it
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _housekeeping(self, partitions: set[str]) -> None:
+    async def _housekeeping(self) -> None:
         next_types = time.monotonic() + TYPES_REFRESH
         next_epochs = time.monotonic() + self.epoch_check
         while True:
             self._wake.clear()
+            self._idle_ok = time.monotonic()
             if self._unresolved:
-                await self._add(set(self._unresolved), partitions)
+                await self._add(set(self._unresolved))
             now = time.monotonic()
             if now >= next_types:
                 types = await self.broker.event_types()
-                await self._add({t for t in types if t not in self.positions}, partitions)
+                await self._add({t for t in types if t not in self.positions})
                 next_types = now + TYPES_REFRESH
             if now >= next_epochs:
-                await self._check(list(self.positions))
+                for partition in set(self._owner.values()) - self._down:
+                    await self._check(self._types_of(partition))
                 next_epochs = now + self.epoch_check
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), TYPES_REFRESH)
 
+    def _types_of(self, partition: str) -> list[str]:
+        return [t for t, owner in self._owner.items() if owner == partition and t in self.positions]
+
+    def _ensure_loop(self, partition: str) -> None:
+        task = self._loops.get(partition)
+        if task is None or task.done():
+            self._partition_ok.setdefault(partition, time.monotonic())
+            self._loops[partition] = asyncio.create_task(self._read_loop(partition),
+                                                         name=f"reader-{partition}")
+
     async def _read_loop(self, partition: str) -> None:
+        """Read one partition's streams until it owns none; recover from its own failures."""
+        backoff = Backoff(base=0.1, cap=2.0, stable_after=10.0)
+        recheck = False
         while True:
-            mine = {t: p for t, p in self.positions.items() if self._owner.get(t) == partition}
-            if not mine:  # nothing to read here yet: wait for a type
+            try:
+                if recheck:  # after a failure: where are our streams now, and did they go back?
+                    await self.broker.refresh()
+                    await self._check(self._types_of(partition))
+                    await self._reassign(partition)
+                    recheck = False
+                    self._down.discard(partition)
+                    log.info("stream reader: partition %s reading again", partition)
+                mine = {t: self.positions[t] for t in self._types_of(partition)}
+                if not mine:
+                    if partition not in self._owner.values():
+                        self._partition_ok.pop(partition, None)
+                        self._loops.pop(partition, None)
+                        return  # its streams moved elsewhere
+                    added = self._added
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(added.wait(), TYPES_REFRESH)
+                    continue
+                block = min(self.block_ms, int(TYPES_REFRESH * 1000))
+                batches = await self.broker.read(partition, mine, self.count, block)
                 self._partition_ok[partition] = time.monotonic()
-                added = self._added
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(added.wait(), TYPES_REFRESH)
-                continue
-            block = min(self.block_ms, int(TYPES_REFRESH * 1000))
-            batches = await self.broker.read(partition, mine, self.count, block)
-            self._partition_ok[partition] = time.monotonic()
-            full: list[str] = []
-            for event_type, entries in batches:
-                if not entries or self.positions.get(event_type) != mine[event_type]:
-                    continue  # nothing, or the type was reset while we read: read it again
-                if not self.epochs.get(event_type):
-                    full.append(event_type)  # read before its epoch was known: learn it now
-                self.positions[event_type] = entries[-1].pos
-                self._delivered.add(event_type)
-                self.metrics.events_read.labels(event_type).inc(len(entries))
-                self.lag = max(0.0, time.time() - entries[-1].pos[0] / 1000)
-                for start in range(0, len(entries), DISPATCH_CHUNK):
-                    self.hub.dispatch(event_type, entries[start:start + DISPATCH_CHUNK])
-                    if len(entries) > DISPATCH_CHUNK:
-                        await asyncio.sleep(0)  # writers drain between chunks of a large read
-                if len(entries) >= self.count:
-                    full.append(event_type)
-            if full:  # behind, or epoch unknown: make sure nothing we had not read was lost
-                await self._check(full)
-            await asyncio.sleep(0)  # let writers run between large reads
+                backoff.connected(time.monotonic())
+                await self._dispatch(mine, batches)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must not stop event delivery for good
+                if not isinstance(exc, RETRYABLE_ERRORS):
+                    log.exception("stream reader loop %s failed", partition)
+                if partition not in self._down:
+                    self._failed(partition, f"Redis unavailable: {exc!r}")
+                self._down.add(partition)
+                recheck = True
+                await asyncio.sleep(backoff.next_delay(time.monotonic()))
+
+    async def _dispatch(self, asked: dict[str, Offset],
+                        batches: list[tuple[str, list[Entry]]]) -> None:
+        full: list[str] = []
+        for event_type, entries in batches:
+            if not entries or self.positions.get(event_type) != asked.get(event_type):
+                continue  # nothing, or the type was reset while we read: read it again
+            if not self.epochs.get(event_type):
+                full.append(event_type)  # read before its epoch was known: learn it now
+            self.positions[event_type] = entries[-1].pos
+            self._delivered.add(event_type)
+            self.metrics.events_read.labels(event_type).inc(len(entries))
+            self.lag = max(0.0, time.time() - entries[-1].pos[0] / 1000)
+            for start in range(0, len(entries), DISPATCH_CHUNK):
+                self.hub.dispatch(event_type, entries[start:start + DISPATCH_CHUNK])
+                if len(entries) > DISPATCH_CHUNK:
+                    await asyncio.sleep(0)  # writers drain between chunks of a large read
+            if len(entries) >= self.count:
+                full.append(event_type)
+        if full:  # behind, or epoch unknown: make sure nothing we had not read was lost
+            await self._check(full)
+        await asyncio.sleep(0)  # let writers run between large reads
+
+    async def _reassign(self, partition: str) -> None:
+        """After a topology change: hand this partition's streams to their current owners."""
+        types = self._types_of(partition)
+        for owner, owned in (await self.broker.partitions(types)).items():
+            for event_type in owned:
+                self._owner[event_type] = owner
+            if owner != partition:
+                log.info("stream reader: %s now on %s", ", ".join(owned), owner)
+                self._ensure_loop(owner)
 
     # --- learning types -----------------------------------------------------------------------
 
     async def _resync(self) -> None:
-        """After (re)connecting: look for gaps in the streams we read, learn the others."""
-        if self.positions:
-            await self._check(list(self.positions))
+        """At start: learn every registered and watched type."""
         types = await self.broker.event_types()
-        await self._add((types | self._unresolved) - set(self.positions), None)
-        self._partition_ok = dict.fromkeys(self._partition_ok, time.monotonic())
+        await self._add((types | self._unresolved) - set(self.positions))
 
-    async def _add(self, event_types: set[str], partitions: set[str] | None) -> None:
-        """Give new types a position (their newest entry) and a partition."""
+    async def _add(self, event_types: set[str]) -> None:
+        """Give new types a position (their newest entry) and a partition with a read loop."""
         event_types -= set(self.positions)
         self._unresolved -= set(self.positions)
         if not event_types:
@@ -216,14 +260,14 @@ class StreamReader:
         owners = {t: name for name, types in (await self.broker.partitions(ordered)).items()
                   for t in types}
         for event_type in ordered:
-            if partitions is not None and owners.get(event_type) not in partitions:
-                raise TopologyChanged(f"{event_type} is on partition {owners.get(event_type)}")
             state = states[event_type]
             self.positions[event_type] = state.last
-            self._owner[event_type] = owners.get(event_type, "")
+            self._owner[event_type] = owners[event_type]
             if state.epoch:
                 self.epochs[event_type] = state.epoch
             log.info("reading %s from %s", event_type, format_offset(state.last))
+        for partition in set(owners.values()):
+            self._ensure_loop(partition)
         self._unresolved -= event_types
         self._added.set()
         self._added = asyncio.Event()

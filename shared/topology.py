@@ -20,6 +20,7 @@ this module keeps, one per node, created on first use. The slot map itself comes
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -158,6 +159,7 @@ class Topology(_Base):
         super().__init__(url, name, socket_timeout, extra)
         self._clients: dict[str, redis.asyncio.Redis] = {}
         self._main: redis.asyncio.Redis | None = None
+        self._refreshing: asyncio.Lock | None = None
         retry = redis.asyncio.retry.Retry(NoBackoff(), 0)
         if self.kind == "single":
             self._main = redis.asyncio.Redis.from_url(self.url, **self.options, retry=retry)
@@ -172,9 +174,20 @@ class Topology(_Base):
             self._main = sentinel.master_for(t.master_name)
 
     async def refresh(self) -> None:
-        """Re-read the slot map (cluster); nothing to do for the other kinds."""
+        """Re-read the slot map (cluster); nothing to do for the other kinds.
+
+        Callers that ask while a refresh runs share it."""
         if self.kind != "cluster":
             return
+        if self._refreshing is None:
+            self._refreshing = asyncio.Lock()
+        if self._refreshing.locked():
+            async with self._refreshing:
+                return  # the refresh we waited for is as new as ours would be
+        async with self._refreshing:
+            await self._refresh()
+
+    async def _refresh(self) -> None:
         errors: list[str] = []
         for name in self._seeds():
             try:
