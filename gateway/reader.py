@@ -1,9 +1,11 @@
-"""The stream reader: one blocking XREAD per Redis primary, handing entries to the hub.
+"""The stream reader: blocking XREADs, one per broker partition, handing entries to the hub.
 
-* Each partition of the broker (one Redis server, the Sentinel primary, or each Redis Cluster
-  primary) gets its own read loop covering the streams whose slots it owns; a housekeeping loop
-  looks for new event types and checks the streams. A topology change (``MOVED``, a lost node,
-  a failover) ends every loop; the reader re-reads the topology and resumes from its positions.
+* Each partition of the broker (one Redis server or the Sentinel primary: every stream; Redis
+  Cluster: each hash slot in use, on its primary) gets its own read loop; a housekeeping loop
+  looks for new event types and checks the streams. A loop that fails (a lost node, ``MOVED``,
+  a failover) recovers on its own: it re-reads the topology, checks its streams for a gap (see
+  below), hands them to their new owner's loop if they moved, and resumes from its positions.
+  The other partitions keep reading meanwhile.
 * A type is read from its newest entry at the moment the reader learns it (at start-up, when
   it appears in the type registry, or when a client subscribes to it). A subscription never
   goes live behind the reader: it reads history up to :meth:`StreamReader.position` first (see
