@@ -161,10 +161,12 @@ def test_sync_publisher_from_threads(redis_url: str) -> None:
 
 async def test_unreachable_redis_raises_after_the_retry_budget(redis_url: str) -> None:
     server = RedisServer()  # never started: nothing listens on its port
-    s = settings(server.url, publish_retry_timeout=0.3)
+    s = PublishSettings(publish_retry_timeout=0.3)  # REDIS_URL left at its default
     async with AsyncPublisher.from_url(server.url, s) as pub:
-        with pytest.raises(RedisUnavailable, match=r"unreachable for 0.3 s"):
+        with pytest.raises(RedisUnavailable, match=r"unreachable for 0.3 s") as info:
             await pub.publish("custom", {"n": 1})
+    # The error names the URL this publisher was given, not the default one.
+    assert f"127.0.0.1:{server.port}" in str(info.value)
 
 
 async def test_redis_restart_mid_batch_loses_nothing_and_duplicates_nothing(
