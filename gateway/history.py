@@ -75,6 +75,7 @@ class SharedHistory:
         self._size = 0
         self.state_fetches = 0
         self._rounds: dict[str, _Round] = {}
+        self._round_tasks: set[asyncio.Task[None]] = set()
 
     async def after(self, event_type: str, after: Offset, count: int) -> list[Entry]:
         """Up to ``count`` entries with offset > ``after``, oldest first (as ``broker.history``)."""
@@ -102,7 +103,9 @@ class SharedHistory:
                 round_ = _Round()
                 if current is None:
                     self._rounds[event_type] = round_
-                    asyncio.get_running_loop().create_task(self._run_round(event_type, round_))
+                    task = asyncio.get_running_loop().create_task(self._run_round(event_type, round_))
+                    self._round_tasks.add(task)  # the loop keeps only a weak reference
+                    task.add_done_callback(self._round_tasks.discard)
                 else:
                     current.next = round_
             else:
