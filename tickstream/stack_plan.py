@@ -6,15 +6,18 @@ them out.
 
 from __future__ import annotations
 
+import random
 import re
 import shutil
 import socket
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from shared.errors import ConfigError
+from shared.redisconn import parse_redis_url
 from shared.settings import Secret, parse_duration, setting
 
 DEFAULT_PORT = 8080
@@ -27,6 +30,29 @@ STOP_MARGIN = 5.0
 """Added to a component's own SHUTDOWN_GRACE to get how long ``up`` waits for it."""
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_URL_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel",
+                "rediss+sentinel")
+
+# -- the private Redis topologies (``--redis``) --------------------------------------------------
+
+LOOPBACK = "127.0.0.1"
+REDIS_TOPOLOGIES = ("single", "cluster", "sentinel")
+REDIS_FOLDERS = {"single": "redis", "cluster": "redis-cluster", "sentinel": "redis-sentinel"}
+CLUSTER_NODES = 6
+"""3 primaries and 1 replica each (``redis-cli --cluster create --cluster-replicas 1``)."""
+CLUSTER_REPLICAS = 1
+CLUSTER_SEEDS = 3
+"""How many nodes the children's ``redis+cluster://`` URL lists (any one of them is enough)."""
+CLUSTER_BUS_OFFSET = 10000
+"""Redis Cluster's bus port is the client port + 10000 (its default)."""
+CLUSTER_NODE_TIMEOUT_MS = 2000
+SENTINEL_MASTER = "tickstream"
+SENTINEL_DATA_NODES = 3
+"""A primary and 2 replicas."""
+SENTINELS = 3
+SENTINEL_QUORUM = 2
+SENTINEL_DOWN_AFTER_MS = 2000
+SENTINEL_FAILOVER_TIMEOUT_MS = 10000
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +98,12 @@ class UpSettings:
     redis_server: str = setting(
         "redis-server", env="TICKSTREAM_REDIS_SERVER", help="the redis-server program to run",
     )
+    redis_topology: str = setting(
+        "single", env="TICKSTREAM_REDIS", flag="--redis",
+        help="the private Redis: single (one redis-server), cluster (a 6-node Redis Cluster: 3 "
+             "primaries, 3 replicas) or sentinel (a primary, 2 replicas, 3 Sentinels); not with "
+             "REDIS_URL",
+    )
 
     def __post_init__(self) -> None:
         if not 1 <= self.gateways <= 64:
@@ -81,8 +113,22 @@ class UpSettings:
                            ("TICKSTREAM_SIMULATOR_PORT", self.simulator_port)):
             if not 0 <= port <= 65535:
                 raise ValueError(f"{name}: {port} is not a TCP port")
-        if self.redis_url and not re.match(r"^(redis|rediss|unix)://", self.redis_url):
-            raise ValueError("REDIS_URL: expected redis://, rediss:// or unix://")
+        if self.redis_url:
+            scheme, sep, _ = self.redis_url.partition("://")
+            if not sep or scheme.lower() not in _URL_SCHEMES:
+                raise ValueError("REDIS_URL: expected redis://, rediss:// or unix:// (one server), "
+                                 "redis+cluster://host:port,... (Redis Cluster) or "
+                                 "redis+sentinel://host:port,...?sentinel_master_name=NAME")
+            try:
+                parse_redis_url(str(self.redis_url))
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        if self.redis_topology not in REDIS_TOPOLOGIES:
+            raise ValueError(f"TICKSTREAM_REDIS: expected single, cluster or sentinel, "
+                             f"got {self.redis_topology!r}")
+        if self.redis_url and self.redis_topology != "single":
+            raise ValueError(f"TICKSTREAM_REDIS: --redis {self.redis_topology} starts a private Redis, "
+                             "but REDIS_URL names one to use: give one or the other")
         if self.log_level and self.log_level.upper() not in _LEVELS:
             raise ValueError(f"LOG_LEVEL: unknown level {self.log_level!r}")
         if self.ready_timeout <= 0 or self.stop_timeout <= 0:
@@ -90,6 +136,51 @@ class UpSettings:
 
 
 # -- the plan: what to start, validated before anything starts ----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RedisLayout:
+    """The private Redis ``up`` runs: its topology, the ports of its processes, its folder."""
+
+    kind: str
+    folder: Path
+    """``<state>/redis`` (single: the data itself), ``<state>/redis-cluster``, ``<state>/redis-sentinel``."""
+    ports: tuple[int, ...]
+    """The data nodes (cluster: all six; sentinel: the first one is the primary of a new setup)."""
+    sentinel_ports: tuple[int, ...] = ()
+    reused: bool = False
+    """The ports were those of the topology already in ``folder`` (a restart)."""
+
+    @property
+    def url(self) -> str:
+        return redis_url_for(self.kind, self.ports, self.sentinel_ports)
+
+    def node_dir(self, port: int) -> Path:
+        return self.folder if self.kind == "single" else self.folder / str(port)
+
+    def sentinel_dir(self, port: int) -> Path:
+        return self.folder / f"sentinel-{port}"
+
+    def sentinel_conf(self, port: int) -> Path:
+        return self.sentinel_dir(port) / "sentinel.conf"
+
+    def data_names(self) -> dict[str, int]:
+        """Child name -> port of each data node: ``redis`` alone, or ``redis-1`` ... ``redis-N``."""
+        if self.kind == "single":
+            return {"redis": self.ports[0]}
+        return {f"redis-{i}": port for i, port in enumerate(self.ports, 1)}
+
+    def sentinel_names(self) -> dict[str, int]:
+        return {f"sentinel-{i}": port for i, port in enumerate(self.sentinel_ports, 1)}
+
+    def describe(self) -> str:
+        if self.kind == "cluster":
+            primaries = len(self.ports) // (1 + CLUSTER_REPLICAS)
+            return f"Redis Cluster: {primaries} primaries, {len(self.ports) - primaries} replicas"
+        if self.kind == "sentinel":
+            return (f"Sentinel: master {SENTINEL_MASTER!r}, a primary, {len(self.ports) - 1} replicas, "
+                    f"{len(self.sentinel_ports)} sentinels")
+        return "one redis-server"
 
 
 @dataclass
@@ -110,6 +201,10 @@ class Plan:
     gateway_stop: float
     ingestor_stop: float
     notes: list[str] = field(default_factory=list)
+    redis: RedisLayout | None = None
+    """The private Redis (``None`` with ``REDIS_URL``)."""
+    redis_cli: str = ""
+    """``redis-cli``, to create a Redis Cluster."""
 
     @property
     def probe_host(self) -> str:
@@ -182,6 +277,272 @@ def state_folder(settings: UpSettings) -> Path:
     return state_dir
 
 
+# -- the private Redis: ports, arguments, URLs (pure) --------------------------------------------
+
+
+def redis_url_for(kind: str, ports: Sequence[int], sentinel_ports: Sequence[int] = ()) -> str:
+    """The ``REDIS_URL`` the children get for a private Redis of this topology."""
+    if kind == "cluster":
+        return "redis+cluster://" + ",".join(f"{LOOPBACK}:{p}" for p in ports[:CLUSTER_SEEDS])
+    if kind == "sentinel":
+        return ("redis+sentinel://" + ",".join(f"{LOOPBACK}:{p}" for p in sentinel_ports)
+                + f"?sentinel_master_name={SENTINEL_MASTER}")
+    return f"redis://{LOOPBACK}:{ports[0]}/0"
+
+
+def redis_server_args(server: str, port: int, data_dir: Path) -> list[str]:
+    """One loopback ``redis-server`` in the foreground with AOF persistence in ``data_dir``."""
+    return [server, "--port", str(port), "--bind", LOOPBACK, "--protected-mode", "yes",
+            "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+            "--daemonize", "no", "--loglevel", "warning", "--logfile", ""]
+
+
+def cluster_node_args(server: str, port: int, data_dir: Path) -> list[str]:
+    """A Redis Cluster node; its ``nodes.conf`` (the cluster as it knows it) is in ``data_dir``."""
+    return [*redis_server_args(server, port, data_dir),
+            "--cluster-enabled", "yes", "--cluster-config-file", str(data_dir / "nodes.conf"),
+            "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
+            # A replica's first sync starts at once (the default waits 5 s for more replicas).
+            "--repl-diskless-sync-delay", "0"]
+
+
+def cluster_create_args(cli: str, ports: Sequence[int]) -> list[str]:
+    return [cli, "--cluster", "create", *(f"{LOOPBACK}:{p}" for p in ports),
+            "--cluster-replicas", str(CLUSTER_REPLICAS), "--cluster-yes"]
+
+
+def sentinel_node_args(server: str, port: int, data_dir: Path, primary: int) -> list[str]:
+    """A data node of the Sentinel setup: the primary when ``primary == port``, else its replica."""
+    args = [*redis_server_args(server, port, data_dir), "--repl-diskless-sync-delay", "0"]
+    if primary != port:
+        args += ["--replicaof", LOOPBACK, str(primary)]
+    return args
+
+
+def sentinel_conf_text(port: int, sentinel_dir: Path, primary: int) -> str:
+    """A new Sentinel's configuration file (Sentinel rewrites it as it learns the setup)."""
+    name = SENTINEL_MASTER
+    return "\n".join([
+        "# Written by `tickstream up --redis sentinel`; Sentinel rewrites it (the current primary,",
+        "# its replicas, the other sentinels): keep it to keep what the sentinels know.",
+        f"port {port}",
+        f"bind {LOOPBACK}",
+        "daemonize no",
+        f'dir "{sentinel_dir}"',
+        'logfile ""',
+        "loglevel warning",
+        "sentinel resolve-hostnames no",
+        f"sentinel monitor {name} {LOOPBACK} {primary} {SENTINEL_QUORUM}",
+        f"sentinel down-after-milliseconds {name} {SENTINEL_DOWN_AFTER_MS}",
+        f"sentinel failover-timeout {name} {SENTINEL_FAILOVER_TIMEOUT_MS}",
+        f"sentinel parallel-syncs {name} 1",
+        "",
+    ])
+
+
+def sentinel_args(server: str, conf: Path) -> list[str]:
+    return [server, str(conf), "--sentinel"]
+
+
+def sentinel_primary_in_configs(texts: Iterable[str], ports: Sequence[int],
+                                master: str = SENTINEL_MASTER) -> int | None:
+    """The primary that the sentinels' (rewritten) configuration files name, if one of ``ports``.
+
+    Each file says ``sentinel monitor NAME HOST PORT QUORUM`` (the primary it last knew) and
+    ``sentinel config-epoch NAME N`` (bumped by each failover): the newest epoch wins, then the
+    port most files name.
+    """
+    votes: Counter[tuple[int, int]] = Counter()
+    for text in texts:
+        port, epoch = None, 0
+        for line in text.splitlines():
+            words = line.split()
+            if words[:3] == ["sentinel", "monitor", master] and len(words) >= 5 and words[4].isdigit():
+                port = int(words[4])
+            elif words[:3] == ["sentinel", "config-epoch", master] and len(words) >= 4 \
+                    and words[3].isdigit():
+                epoch = int(words[3])
+        if port is not None and port in ports:
+            votes[(epoch, port)] += 1
+    if not votes:
+        return None
+    return max(votes, key=lambda key: (key[0], votes[key]))[1]
+
+
+def parse_info(text: str) -> dict[str, str]:
+    """``CLUSTER INFO``/``INFO`` text as a dict."""
+    fields = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition(":")
+        if sep and not key.startswith("#"):
+            fields[key] = value
+    return fields
+
+
+def cluster_action(infos: Sequence[Mapping[str, str]]) -> Literal["create", "join"]:
+    """``create`` when no node knows another or owns a slot (a new cluster), else ``join``.
+
+    A second ``up`` on the same state folder finds the nodes' ``nodes.conf``: they know each
+    other already and rejoin by themselves.
+    """
+    formed = any(int(info.get("cluster_known_nodes", "1")) > 1
+                 or int(info.get("cluster_slots_assigned", "0")) > 0 for info in infos)
+    return "join" if formed else "create"
+
+
+def cluster_problem(infos: Mapping[int, Mapping[str, str] | None], nodes: int = CLUSTER_NODES) -> str | None:
+    """What keeps the cluster from serving (every node ``cluster_state:ok`` and knowing all), or None."""
+    for port, info in sorted(infos.items()):
+        if info is None:
+            return f"node {port} does not answer CLUSTER INFO"
+        if info.get("cluster_state") != "ok":
+            return f"node {port} is cluster_state:{info.get('cluster_state', '?')}"
+        if int(info.get("cluster_known_nodes", "0")) != nodes:
+            return f"node {port} knows {info.get('cluster_known_nodes')} of {nodes} nodes"
+    return None
+
+
+PortProblem = Callable[[int], str | None]
+
+
+def run_problem(start: int, count: int, problem: PortProblem) -> str | None:
+    """Why ports ``start`` ... ``start + count - 1`` cannot all be used, or None."""
+    for port in range(start, start + count):
+        if port > 65535:
+            return f"port {port} is past 65535"
+        if (issue := problem(port)) is not None:
+            return issue
+    return None
+
+
+def choose_port_run(label: str, variable: str, port: int, default: int, count: int,
+                    problem: PortProblem, candidates: Iterable[int], notes: list[str]) -> int:
+    """The first of ``count`` consecutive usable ports: from ``port`` when they are usable.
+
+    ``0`` picks a run starting at one of ``candidates``; so does the default when it is taken
+    (with a note); a port given explicitly must be usable, else :class:`ConfigError`.
+    """
+    last = f"{port}-{port + count - 1}"
+    if port:
+        issue = run_problem(port, count, problem)
+        if issue is None:
+            return port
+        if port != default:
+            raise ConfigError(f"{variable}: {label} needs ports {last}, but {issue}; choose another")
+    for start in candidates:
+        if start and run_problem(start, count, problem) is None:
+            if port:
+                notes.append(f"{label}: {issue} (ports {last}), using ports {start}-{start + count - 1}")
+            return start
+    raise ConfigError(f"{variable}: found no {count} consecutive free ports for {label}")
+
+
+def layout_from_names(kind: str, names: Iterable[str], has_file: Callable[[str], bool]) -> tuple[
+        tuple[int, ...], tuple[int, ...]] | None:
+    """The ports of the topology a previous ``up`` left in its folder, from the folder's entries.
+
+    Cluster: ``<port>/nodes.conf`` for each of the 6 nodes. Sentinel: ``<port>/`` for each data
+    node and ``sentinel-<port>/sentinel.conf`` for each sentinel. ``None`` when there is none;
+    :class:`ConfigError` when it is incomplete (to be removed by hand: it may hold data).
+    """
+    entries = list(names)
+    if kind == "cluster":
+        data = sorted(int(n) for n in entries if n.isdigit() and has_file(f"{n}/nodes.conf"))
+        sentinels: list[int] = []
+        expected = (CLUSTER_NODES, 0)
+    else:
+        data = sorted(int(n) for n in entries if n.isdigit())
+        sentinels = sorted(int(n.removeprefix("sentinel-")) for n in entries
+                           if n.startswith("sentinel-") and n.removeprefix("sentinel-").isdigit()
+                           and has_file(f"{n}/sentinel.conf"))
+        expected = (SENTINEL_DATA_NODES, SENTINELS)
+    if not data and not sentinels:
+        return None
+    if (len(data), len(sentinels)) != expected:
+        found = f"{len(data)} data nodes" + (f" and {len(sentinels)} sentinels" if kind == "sentinel" else "")
+        raise ConfigError(f"TICKSTREAM_STATE: the Redis {kind} folder holds {found}, not "
+                          f"{expected[0]}{f' and {expected[1]}' if kind == 'sentinel' else ''}; "
+                          "remove it (its data with it) to start a new one")
+    return tuple(data), tuple(sentinels)
+
+
+def _port_problem(port: int) -> str | None:
+    return None if _port_free(LOOPBACK, port) else f"port {port} is in use"
+
+
+def _cluster_port_problem(port: int) -> str | None:
+    bus = port + CLUSTER_BUS_OFFSET
+    if bus > 65535:
+        return f"its cluster bus port {bus} is past 65535"
+    if not _port_free(LOOPBACK, port):
+        return f"port {port} is in use"
+    if not _port_free(LOOPBACK, bus):
+        return f"cluster bus port {bus} is in use"
+    return None
+
+
+def _ephemeral_low() -> int:
+    """The first port the kernel hands out to outgoing connections (they come and go there)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _candidate_ports(count: int, bus: bool, tries: int = 200) -> Iterable[int]:
+    """Where a run of ``count`` ports may start: below the ephemeral range (bus ports included),
+    where no outgoing connection takes a port for a while; then ports the kernel says are free."""
+    top = _ephemeral_low() - count - (CLUSTER_BUS_OFFSET if bus else 0)
+    pick = random.Random()
+    if top > 10000:
+        for _ in range(tries):
+            yield pick.randrange(10000, top)
+    for _ in range(tries):
+        yield _free_port(LOOPBACK)
+
+
+def plan_redis(settings: UpSettings, state_dir: Path, notes: list[str]) -> RedisLayout:
+    """The private Redis: ports (those of the topology already in the state folder, if any)."""
+    kind = settings.redis_topology
+    folder = state_dir / REDIS_FOLDERS[kind]
+    if kind == "single":
+        port = _choose_port("redis", "TICKSTREAM_REDIS_PORT", settings.redis_port, DEFAULT_REDIS_PORT,
+                            LOOPBACK, notes)
+        return RedisLayout("single", folder, (port,))
+    problem = _cluster_port_problem if kind == "cluster" else _port_problem
+    previous = None
+    if folder.is_dir():
+        previous = layout_from_names(kind, (e.name for e in folder.iterdir()),
+                                     lambda rel: (folder / rel).is_file())
+    if previous is not None:
+        data, sentinels = previous
+        for port in (*data, *sentinels):
+            if (issue := problem(port)) is not None:
+                raise ConfigError(f"TICKSTREAM_REDIS_PORT: the Redis {kind} in {folder} runs on ports "
+                                  f"{', '.join(map(str, (*data, *sentinels)))}, but {issue} (another "
+                                  "`tickstream up`?); free it, or remove the folder to start a new one")
+        if settings.redis_port not in (0, DEFAULT_REDIS_PORT, data[0]):
+            notes.append(f"redis: {folder} holds a Redis {kind} on ports starting at {data[0]}: "
+                         f"using them, not {settings.redis_port}")
+        return RedisLayout(kind, folder, data, sentinels, reused=True)
+    data_count = CLUSTER_NODES if kind == "cluster" else SENTINEL_DATA_NODES
+    count = data_count + (SENTINELS if kind == "sentinel" else 0)
+    start = choose_port_run(f"redis {kind}", "TICKSTREAM_REDIS_PORT", settings.redis_port,
+                            DEFAULT_REDIS_PORT, count, problem,
+                            _candidate_ports(count, kind == "cluster"), notes)
+    ports = tuple(range(start, start + count))
+    return RedisLayout(kind, folder, ports[:data_count], ports[data_count:])
+
+
+def redis_cli_for(server: str) -> str | None:
+    """``redis-cli`` next to the given ``redis-server`` when it has a folder, else on the PATH."""
+    if "/" in server:
+        sibling = Path(server).with_name("redis-cli")
+        if sibling.is_file():
+            return str(sibling)
+    return shutil.which("redis-cli")
+
+
 def build_plan(settings: UpSettings, simulate: bool, environ: Mapping[str, str]) -> Plan:
     """Resolve ports, the state folder and the children's environment; check their settings.
 
@@ -201,13 +562,20 @@ def build_plan(settings: UpSettings, simulate: bool, environ: Mapping[str, str])
                           "or gateway?); choose another with --port")
     private = not settings.redis_url
     redis_port = 0
+    layout: RedisLayout | None = None
+    redis_cli = ""
     if private:
         if shutil.which(settings.redis_server) is None:
             raise ConfigError(f"TICKSTREAM_REDIS_SERVER: {settings.redis_server!r} not found: install "
                               "redis-server (`make run` does) or give REDIS_URL")
-        redis_port = _choose_port("redis", "TICKSTREAM_REDIS_PORT", settings.redis_port,
-                                  DEFAULT_REDIS_PORT, "127.0.0.1", notes)
-        redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        if settings.redis_topology == "cluster":
+            redis_cli = redis_cli_for(settings.redis_server) or ""
+            if not redis_cli:
+                raise ConfigError("TICKSTREAM_REDIS: --redis cluster needs redis-cli (to create the "
+                                  "cluster): install it (it comes with redis-server)")
+        layout = plan_redis(settings, state_dir, notes)
+        redis_port = layout.ports[0]
+        redis_url = layout.url
     else:
         redis_url = settings.redis_url.reveal()
     ingestor_port = _choose_port("ingestor", "TICKSTREAM_INGESTOR_PORT", settings.ingestor_port,
@@ -254,8 +622,5 @@ def build_plan(settings: UpSettings, simulate: bool, environ: Mapping[str, str])
         ingestor_node=ingestor_node,
         gateway_stop=max(settings.stop_timeout, gateway.shutdown_grace + STOP_MARGIN),
         ingestor_stop=max(settings.stop_timeout, ingestor.shutdown_grace + STOP_MARGIN),
-        notes=notes,
+        notes=notes, redis=layout, redis_cli=redis_cli,
     )
-
-
-# -- probes ------------------------------------------------------------------------------------

@@ -16,6 +16,10 @@ This is the engine behind ``tickstream up``; it knows nothing about Tickstream's
 * :meth:`Supervisor.shutdown` stops the children stage by stage (lowest stage first), each with
   SIGTERM, then SIGKILL after the stage's timeout. Only PIDs the supervisor started are
   signalled.
+* A child's arguments may be decided anew before each (re)start (``ChildSpec.prepare``): a Redis
+  replica, say, that must follow whichever node is the primary now.
+* :meth:`Supervisor.run_once` runs a one-shot helper (``redis-cli --cluster create``) the same
+  way: own session, PID recorded, killed if a stop is requested or it overstays.
 * A JSON state file (PIDs, states, restarts, and every PID ever started) is rewritten on each
   change, for operators and for tests that check nothing was left behind.
 """
@@ -45,6 +49,7 @@ EXIT_CONFIG = 2
 
 LINE_LIMIT = 1024 * 1024
 PROBE_TIMEOUT = 2.0
+PREPARE_TIMEOUT = 5.0
 DRAIN_TIMEOUT = 2.0
 KILL_WAIT = 5.0
 MAX_PID_HISTORY = 1000
@@ -92,6 +97,8 @@ class ChildSpec:
     address: str = ""
     """Shown in the status table."""
     note: str = ""
+    prepare: Callable[[], Awaitable[list[str]]] | None = None
+    """Called before each start: the arguments to run this time (default: ``argv``)."""
 
 
 @dataclass
@@ -158,6 +165,8 @@ class Supervisor:
         self.stopping = False
         self.exit_code = 0
         self.started_pids: list[dict[str, Any]] = []
+        self.info: dict[str, Any] = {}
+        """Written to the state file as is (what ``up`` wants operators and tests to find there)."""
         self._broken: set[int] = set()
         self._preexec = _pdeathsig_setter()
 
@@ -208,20 +217,34 @@ class Supervisor:
         child.supervise_task = asyncio.create_task(self._supervise(child), name=f"supervise-{spec.name}")
         return child
 
+    async def _exec(self, name: str, argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True, preexec_fn=self._preexec, limit=LINE_LIMIT,
+        )
+        self.started_pids.append({"name": name, "pid": proc.pid})
+        del self.started_pids[:-MAX_PID_HISTORY]  # a child crash-looping for days stays bounded
+        return proc
+
+    async def _argv(self, spec: ChildSpec) -> list[str]:
+        if spec.prepare is None:
+            return spec.argv
+        try:
+            return await asyncio.wait_for(spec.prepare(), PREPARE_TIMEOUT)
+        except Exception as exc:  # starting as configured beats not starting
+            self.report(f"{spec.name}: cannot decide how to start it ({type(exc).__name__}: {exc}); "
+                        "starting it as configured")
+            return spec.argv
+
     async def _spawn(self, child: Child) -> None:
         spec = child.spec
         child.ready_event.clear()
         child.state = "starting"
-        proc = await asyncio.create_subprocess_exec(
-            *spec.argv, env=spec.env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True, preexec_fn=self._preexec, limit=LINE_LIMIT,
-        )
+        proc = await self._exec(spec.name, await self._argv(spec), spec.env)
         child.proc = proc
         child.started_at = time.monotonic()
         child.pids.append(proc.pid)
-        self.started_pids.append({"name": spec.name, "pid": proc.pid})
-        del self.started_pids[:-MAX_PID_HISTORY]  # a child crash-looping for days stays bounded
         del child.pids[:-MAX_PID_HISTORY]
         child.pumps = [
             asyncio.create_task(self._pump(spec.name, proc.stdout, self.out)),
@@ -290,6 +313,46 @@ class Supervisor:
                 self.request_stop(1)
                 return
             backoff.connected(time.monotonic())
+
+    async def run_once(self, name: str, argv: list[str], env: dict[str, str],
+                       within: float) -> tuple[int | None, list[str]]:
+        """Run a one-shot helper to its end; its output is returned, not copied.
+
+        Returns its exit status (``None`` if it was killed: ``within`` seconds passed or a stop
+        was requested) and its output lines (stdout and stderr interleaved).
+        """
+        proc = await self._exec(name, argv, env)
+        self.write_state()
+        lines: list[str] = []
+
+        async def collect(stream: asyncio.StreamReader | None) -> None:
+            while stream is not None:
+                try:
+                    line = await stream.readline()
+                except ValueError:
+                    continue
+                if not line:
+                    return
+                lines.append(line.decode("utf-8", "replace").rstrip("\r\n"))
+
+        pumps = [asyncio.create_task(collect(proc.stdout)), asyncio.create_task(collect(proc.stderr))]
+        exited = asyncio.create_task(proc.wait())
+        stop = asyncio.create_task(self.stop_requested.wait())
+        killed = False
+        try:
+            await asyncio.wait([exited, stop], timeout=within, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if proc.returncode is None:
+                killed = True
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await asyncio.wait_for(proc.wait(), KILL_WAIT)
+            exited.cancel()
+            await asyncio.wait(pumps, timeout=DRAIN_TIMEOUT)
+            for task in pumps:
+                task.cancel()
+        return (None if killed else proc.returncode), lines
 
     async def wait_ready(self, children: Iterable[Child], within: float) -> list[Child]:
         """Wait until every child is ready, ``within`` seconds pass or a stop is requested.
@@ -368,6 +431,7 @@ class Supervisor:
                 for name, c in self.children.items()
             },
             "started_pids": self.started_pids,
+            **self.info,
         }
 
     def write_state(self, running: bool = True) -> None:

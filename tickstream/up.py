@@ -2,24 +2,27 @@
 
 What it starts, in this order:
 
-1. a private ``redis-server`` (unless ``REDIS_URL`` is given): bound to 127.0.0.1, on its own
-   port (``--redis-port``, default 6399; a free one if that is taken), with ``appendonly yes``
-   and its data in ``<state>/redis`` (state folder: ``--state-dir``/``TICKSTREAM_STATE``,
-   default ``./.state``);
+1. a private Redis (unless ``REDIS_URL`` is given), bound to 127.0.0.1, with ``appendonly yes``,
+   its data in the state folder (``--state-dir``/``TICKSTREAM_STATE``, default ``./.state``):
+   with ``--redis single`` (the default) one ``redis-server`` on ``--redis-port`` (default 6399;
+   a free one if that is taken), data in ``<state>/redis``; with ``--redis cluster`` a 6-node
+   Redis Cluster, with ``--redis sentinel`` a primary, 2 replicas and 3 Sentinels, on consecutive
+   ports from ``--redis-port`` (see :mod:`tickstream.stack_redis`);
 2. with ``--simulate``, ``tickstream simulator`` (loopback, ``--simulator-port``, default 9443);
 3. N gateways (``--gateways``, default 2), each ``tickstream gateway --workers 1`` with its own
    node id, all on one port (``--port``/``PORT``, default 8080) thanks to SO_REUSEPORT;
 4. ``tickstream ingestor`` (HTTP endpoints on ``--ingestor-port``, default 9100), pointed at the
    simulator with ``--simulate``, at Binance otherwise.
 
-It waits until each is ready (Redis answers PING; the simulator's ``/api/v3/ping``; the
-ingestor's ``/readyz``; for gateways, ``/readyz`` on the shared port answered by that node),
-prints a status table and the dashboard URL, then supervises: a child that dies is restarted
-with backoff. SIGINT or SIGTERM stops gateways (SIGTERM: clients get 1012), then the ingestor,
-the simulator and Redis, each with a bounded wait before SIGKILL. The PIDs it started are kept
-in ``<state>/up.json``. Settings the children read (``REDIS_URL``, ``SYMBOLS``, ``JWT_SECRET``,
-``LOG_LEVEL``, ...) pass to them through the environment; ``HOST``/``PORT``/``NODE_ID`` are
-set per child by flags.
+It waits until each is ready (Redis answers PING, and a cluster or Sentinel setup serves; the
+simulator's ``/api/v3/ping``; the ingestor's ``/readyz``; for gateways, ``/readyz`` on the
+shared port answered by that node), prints a status table, the dashboard URL and the
+``REDIS_URL`` the children use, then supervises: a child that dies is restarted with backoff.
+SIGINT or SIGTERM stops gateways (SIGTERM: clients get 1012), then the ingestor, the simulator
+and Redis (sentinels before data nodes), each with a bounded wait before SIGKILL. The PIDs it
+started are kept in ``<state>/up.json``. Settings the children read (``REDIS_URL``,
+``SYMBOLS``, ``JWT_SECRET``, ``LOG_LEVEL``, ...) pass to them through the environment;
+``HOST``/``PORT``/``NODE_ID`` are set per child by flags.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import contextlib
 import fcntl
 import json
 import os
+import re
+import shlex
 import signal
 import sys
 import time
@@ -48,6 +53,7 @@ from tickstream.stack_plan import (
     parse_bool,
     state_folder,
 )
+from tickstream.stack_redis import form_cluster, redis_specs, roles, wait_sentinels
 from tickstream.supervisor import ChildSpec, Supervisor
 
 
@@ -55,9 +61,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     from shared.settings import add_arguments
 
     parser.description = (
-        "Run the whole stack on this machine: a private redis-server (unless REDIS_URL is "
-        "given), the ingestor (live Binance, or the local simulator with --simulate) and N "
-        "gateways sharing one port. Ctrl-C stops everything in order."
+        "Run the whole stack on this machine: a private Redis (one server, a Redis Cluster or "
+        "Sentinel with --redis; unless REDIS_URL is given), the ingestor (live Binance, or the "
+        "local simulator with --simulate) and N gateways sharing one port. Ctrl-C stops "
+        "everything in order."
     )
     parser.epilog = (
         "Every other setting of the components (JWT_SECRET, KEY_PREFIX, RETENTION, "
@@ -69,18 +76,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
              "[env TICKSTREAM_SIMULATE]",
     )
     add_arguments(parser, UpSettings)
-
-
-async def _redis_ping(port: int, since: float) -> bool:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(b"PING\r\n")
-        await writer.drain()
-        return (await reader.readline()).startswith(b"+PONG")
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
 
 
 class HttpProbes:
@@ -139,20 +134,7 @@ def _lock_state(state_dir: Path) -> IO[str]:
 def _specs(plan: Plan, probes: HttpProbes) -> dict[str, ChildSpec]:
     py = [sys.executable, "-m", "tickstream.cli"]
     env = plan.env
-    specs: dict[str, ChildSpec] = {}
-    if plan.private_redis:
-        data = plan.state_dir / "redis"
-        data.mkdir(parents=True, exist_ok=True)
-        port = plan.redis_port
-        specs["redis"] = ChildSpec(
-            "redis",
-            [plan.settings.redis_server, "--port", str(port), "--bind", "127.0.0.1",
-             "--protected-mode", "yes", "--dir", str(data), "--appendonly", "yes",
-             "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
-             "--loglevel", "warning", "--logfile", ""],
-            env, lambda since: _redis_ping(port, since), stage=3, stop_timeout=plan.settings.stop_timeout,
-            address=plan.redis_url, note=f"AOF in {data}",
-        )
+    specs = redis_specs(plan)
     if plan.simulate:
         sim = [*py, "simulator", "--host", "127.0.0.1", "--port", str(plan.simulator_port)]
         if plan.simulator_symbols:
@@ -185,13 +167,14 @@ def _specs(plan: Plan, probes: HttpProbes) -> dict[str, ChildSpec]:
     return specs
 
 
-def _table(sup: Supervisor, plan: Plan) -> str:
+def _table(sup: Supervisor, plan: Plan, notes: dict[str, str] | None = None) -> str:
     rows = [("NAME", "PID", "STATUS", "ADDRESS", "")]
     if not plan.private_redis:
-        rows.append(("redis", "-", "external", Secret(plan.redis_url).redacted(), ""))
+        rows.append(("redis", "-", "external", _shown_url(plan), ""))
     for child in sorted(sup.children.values(), key=lambda c: -c.spec.stage):
         status = "ready" if child.ready else "restarting" if child.state == "restarting" else "not ready"
-        rows.append((child.name, str(child.pid or "-"), status, child.spec.address, child.spec.note))
+        note = ", ".join(n for n in ((notes or {}).get(child.name, ""), child.spec.note) if n)
+        rows.append((child.name, str(child.pid or "-"), status, child.spec.address, note))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     return "\n".join(
         "  " + "  ".join(cell.ljust(widths[i]) if i < 4 else cell for i, cell in enumerate(row)).rstrip()
@@ -199,17 +182,32 @@ def _table(sup: Supervisor, plan: Plan) -> str:
     )
 
 
-async def _redis_reachable(url: str) -> str | None:
-    import redis.asyncio
+def _shown_url(plan: Plan) -> str:
+    """``REDIS_URL`` as printed and recorded: a given one without its passwords."""
+    if plan.private_redis:
+        return plan.redis_url
+    return re.sub(r"([?&]sentinel_password=)[^&]*", r"\1***", Secret(plan.redis_url).redacted())
 
-    client = redis.asyncio.Redis.from_url(url, socket_connect_timeout=3.0, socket_timeout=3.0)
+
+def _redis_lines(plan: Plan) -> str:
+    """Where the stack's Redis is, and how to publish to it from a shell."""
+    url = _shown_url(plan)
+    what = plan.redis.describe() if plan.redis is not None else "external"
+    return (f"Redis: {url} ({what})\n"
+            f"Publish: REDIS_URL={shlex.quote(url)} tickstream publish EVENT_TYPE JSON")
+
+
+async def _redis_reachable(url: str) -> str | None:
+    from shared.topology import Topology
+
+    topology = Topology(url, name="tickstream-up", socket_timeout=3.0, socket_connect_timeout=3.0)
     try:
-        await client.ping()
+        await (await topology.any()).ping()
         return None
     except Exception as exc:  # any failure is reported the same way
         return f"{type(exc).__name__}: {exc}"
     finally:
-        await client.aclose()
+        await topology.aclose()
 
 
 async def run_stack(plan: Plan, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
@@ -219,6 +217,8 @@ async def run_stack(plan: Plan, out: IO[str] | None = None, err: IO[str] | None 
     specs = _specs(plan, probes)
     sup = Supervisor(state_file=plan.state_dir / STATE_FILE, out=out, err=err,
                      prefix_width=max(len(name) for name in specs))
+    sup.info = {"redis_url": _shown_url(plan),
+                "redis_topology": plan.redis.kind if plan.redis is not None else "external"}
     sup.write_state()
     loop = asyncio.get_running_loop()
 
@@ -244,8 +244,10 @@ async def run_stack(plan: Plan, out: IO[str] | None = None, err: IO[str] | None 
         await _bring_up(sup, plan, specs, timeout, fail)
         if not sup.stop_requested.is_set():
             elapsed = time.monotonic() - started
-            print(f"tickstream up: stack started in {elapsed:.1f} s\n{_table(sup, plan)}\n"
+            notes = await roles(plan.redis) if plan.redis is not None and plan.redis.kind != "single" else {}
+            print(f"tickstream up: stack started in {elapsed:.1f} s\n{_table(sup, plan, notes)}\n"
                   f"\nDashboard: {plan.base_url}/\nWebSocket: {plan.base_url.replace('http', 'ws', 1)}/ws"
+                  f"\n{_redis_lines(plan)}"
                   f"\nPIDs: {plan.state_dir / STATE_FILE}\nCtrl-C stops everything.",
                   file=out, flush=True)
             await sup.stop_requested.wait()
@@ -278,14 +280,32 @@ async def _bring_up(sup: Supervisor, plan: Plan, specs: dict[str, ChildSpec], wi
             return False
         return True
 
-    if "redis" in specs:
-        await sup.start(specs["redis"])
-        if not await must_be_ready("redis"):
+    layout = plan.redis
+    if layout is not None:
+        data = list(layout.data_names())
+        for name in data:
+            await sup.start(specs[name])
+        if not await must_be_ready(*data):
+            return
+        problem = None
+        if layout.kind == "cluster":
+            problem = await form_cluster(sup, plan, deadline)
+        elif layout.kind == "sentinel":
+            sentinels = list(layout.sentinel_names())
+            for name in sentinels:
+                await sup.start(specs[name])
+            if not await must_be_ready(*sentinels):
+                return
+            problem = await wait_sentinels(sup, layout, deadline)
+        if sup.stop_requested.is_set():
+            return
+        if problem is not None:
+            fail(f"{problem}; stopping", 1)
             return
     else:
         problem = await _redis_reachable(plan.redis_url)
         if problem is not None:
-            fail(f"cannot reach REDIS_URL {Secret(plan.redis_url).redacted()}: {problem}", 1)
+            fail(f"cannot reach REDIS_URL {_shown_url(plan)}: {problem}", 1)
             return
     gateways = [name for name in specs if name.startswith("gateway-")]
     for name in gateways:

@@ -37,9 +37,11 @@ def alive(pid: int) -> bool:
 
 class UpStack:
     def __init__(self, state_dir: Path, *args: str, env: dict[str, str] | None = None,
-                 simulate: bool = True) -> None:
+                 simulate: bool = True, redis_port: int | None = None) -> None:
+        """``redis_port``: ``--redis-port`` (default: a free port; ``0`` lets ``up`` choose, as a
+        Redis Cluster or Sentinel setup needs a run of consecutive free ports)."""
         self.port = free_port()
-        self.redis_port = free_port()
+        self.redis_port = free_port() if redis_port is None else redis_port
         self.ingestor_port = free_port()
         self.simulator_port = free_port()
         self.state_dir = state_dir
@@ -104,6 +106,12 @@ class UpStack:
 
     def started_pids(self) -> list[int]:
         return [int(entry["pid"]) for entry in self.state()["started_pids"]]
+
+    def printed(self, prefix: str) -> str:
+        """The rest of the first stdout line starting with ``prefix`` (``"Redis: "``, ...)."""
+        line = next((line for line in self.out if line.startswith(prefix)), None)
+        assert line is not None, f"no line starting with {prefix!r}\n{self.output()}"
+        return line.removeprefix(prefix)
 
     async def wait(self, timeout: float = 60.0) -> int:
         assert self.proc is not None

@@ -3,7 +3,9 @@
 No Docker engine is needed: the compose file is parsed (PyYAML), every service's command is run
 through the real ``tickstream`` argument parser, every environment variable it sets must be a
 setting that command reads (from the settings dataclasses' metadata), the values must pass the
-settings' own validation, and ports and healthchecks must match the settings' defaults.
+settings' own validation, and ports and healthchecks must match the settings' defaults. The
+``ha`` profile's Sentinel setup is checked against deploy/sentinel/ (and those configuration
+files are loaded by a real redis-server when one is installed).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import dataclasses
 import importlib.metadata
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,6 +28,7 @@ from packaging.utils import canonicalize_name
 from gateway.settings import GatewaySettings
 from ingestor.settings import IngestorSettings
 from shared import settings as settings_module
+from shared.redisconn import parse_redis_url
 from shared.settings import from_args, parse_duration
 from simulator.config import SimulatorConfig
 from tickstream.cli import build_parser
@@ -40,6 +45,18 @@ SETTINGS: dict[str, type[Any]] = {
     "simulator": SimulatorConfig,
 }
 OUR_SERVICES = ["ingestor", "gateway", "simulator"]
+SENTINEL_DIR = ROOT / "deploy" / "sentinel"
+HA_DATA = ["redis-primary", "redis-replica-1", "redis-replica-2"]
+HA_SENTINELS = ["sentinel-1", "sentinel-2", "sentinel-3"]
+HA_SERVICES = [*HA_DATA, *HA_SENTINELS]
+
+
+def env_file(path: Path) -> dict[str, str]:
+    lines = path.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+HA_VARIABLES = env_file(SENTINEL_DIR / "ha.env")
 
 
 def env_names(cls: type[Any]) -> set[str]:
@@ -91,9 +108,11 @@ def healthcheck_url(service: str) -> str:
 
 
 def test_the_services_the_contract_names() -> None:
-    assert set(SERVICES) == {"redis", "ingestor", "gateway", "haproxy", "simulator"}
+    assert set(SERVICES) == {"redis", "ingestor", "gateway", "haproxy", "simulator", *HA_SERVICES}
     assert SERVICES["simulator"]["profiles"] == ["simulate"]
-    assert all("profiles" not in s for name, s in SERVICES.items() if name != "simulator")
+    assert all(SERVICES[name]["profiles"] == ["ha"] for name in HA_SERVICES)
+    assert all("profiles" not in s for name, s in SERVICES.items()
+               if name not in ("simulator", *HA_SERVICES))
 
 
 @pytest.mark.parametrize("service", OUR_SERVICES)
@@ -124,7 +143,7 @@ def test_every_variable_set_is_one_the_command_reads(service: str) -> None:
 @pytest.mark.parametrize("service", OUR_SERVICES)
 @pytest.mark.parametrize("variables", [{}, {"BINANCE_WS_URL": "ws://simulator:9443",
                                             "BINANCE_REST_URL": "http://simulator:9443",
-                                            "SYMBOLS": "SOLUSDT"}])
+                                            "SYMBOLS": "SOLUSDT"}, HA_VARIABLES])
 def test_the_values_pass_the_settings_validation(service: str, variables: dict[str, str]) -> None:
     env = {**image_env(), **environment(service, variables)}
     settings = from_args(SETTINGS[service], None, environ=env)
@@ -185,6 +204,134 @@ def test_the_simulate_profile_points_the_ingestor_at_the_simulator() -> None:
                                                             defaults.binance_rest_url)
     dependency = SERVICES["ingestor"]["depends_on"]["simulator"]
     assert dependency == {"condition": "service_healthy", "required": False}
+
+
+# -- the ha profile: Redis Sentinel --------------------------------------------------------------
+
+
+def conf(path: Path) -> list[list[str]]:
+    """A Redis configuration file's directives, split in words (comments and blanks dropped)."""
+    return [shlex.split(line) for line in path.read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def directive(lines: list[list[str]], *words: str) -> list[str]:
+    """The arguments of the one directive starting with ``words``."""
+    found = [line[len(words):] for line in lines if line[:len(words)] == list(words)]
+    assert len(found) == 1, f"{' '.join(words)}: {found}"
+    return found[0]
+
+
+def shell(service: str) -> str:
+    command = SERVICES[service]["command"]
+    assert command[:2] == ["sh", "-c"] and len(command) == 3, command
+    return str(command[2])
+
+
+def test_the_ha_env_file_points_the_ingestor_and_the_gateways_at_the_sentinels() -> None:
+    assert HA_VARIABLES["COMPOSE_PROFILES"] == "ha"
+    urls = {environment(service, HA_VARIABLES)["REDIS_URL"] for service in ("ingestor", "gateway")}
+    assert urls == {HA_VARIABLES["TICKSTREAM_REDIS_URL"]}
+    target = parse_redis_url(urls.pop())
+    sentinel_conf = conf(SENTINEL_DIR / "sentinel.conf")
+    port = int(directive(sentinel_conf, "port")[0])
+    assert target.kind == "sentinel"
+    assert list(target.nodes) == [(name, port) for name in HA_SENTINELS]
+    name, host, primary_port, quorum = directive(sentinel_conf, "sentinel", "monitor")
+    assert target.master_name == name
+    assert host == "redis-primary" and int(primary_port) == int(directive(conf(SENTINEL_DIR / "redis.conf"),
+                                                                          "port")[0])
+    assert len(HA_SENTINELS) // 2 < int(quorum) <= len(HA_SENTINELS)
+    # Without the file: the plain redis service, as before.
+    assert {environment(s)["REDIS_URL"] for s in ("ingestor", "gateway")} == {"redis://redis:6379/0"}
+    for service in ("ingestor", "gateway"):
+        depends = SERVICES[service]["depends_on"]
+        for sentinel in HA_SENTINELS:
+            assert depends[sentinel] == {"condition": "service_healthy", "required": False}
+
+
+def test_sentinels_use_hostnames_and_keep_their_rewritten_config() -> None:
+    sentinel_conf = conf(SENTINEL_DIR / "sentinel.conf")
+    assert directive(sentinel_conf, "sentinel", "resolve-hostnames") == ["yes"]
+    assert directive(sentinel_conf, "sentinel", "announce-hostnames") == ["yes"]
+    assert directive(sentinel_conf, "dir") == ["/data"]
+    name = directive(sentinel_conf, "sentinel", "monitor")[0]
+    assert int(directive(sentinel_conf, "sentinel", "down-after-milliseconds", name)[0]) >= 1000
+    port = directive(sentinel_conf, "port")[0]
+    for service in HA_SENTINELS:
+        spec = SERVICES[service]
+        assert spec["image"] == SERVICES["redis"]["image"]
+        # A copy in the service's own volume, made once: Sentinel rewrites it, a restart keeps it.
+        assert shell(service) == (
+            "[ -f /data/sentinel.conf ] || cp /etc/tickstream/sentinel.conf /data/sentinel.conf; "
+            f"exec docker-entrypoint.sh redis-server /data/sentinel.conf --sentinel announce-ip {service}")
+        volumes = spec["volumes"]
+        assert "./deploy/sentinel:/etc/tickstream:ro" in volumes
+        data = next(v for v in volumes if v.endswith(":/data"))
+        assert data.split(":")[0] in COMPOSE["volumes"]
+        assert spec["healthcheck"]["test"] == ["CMD", "redis-cli", "-p", port, "ping"]
+        assert set(spec["depends_on"]) == set(HA_DATA)  # it resolves their names as it starts
+
+
+def test_data_nodes_start_as_written_once_then_as_sentinel_left_them() -> None:
+    redis_conf = conf(SENTINEL_DIR / "redis.conf")
+    assert directive(redis_conf, "appendonly") == ["yes"] and directive(redis_conf, "dir") == ["/data"]
+    port = directive(redis_conf, "port")[0]
+    assert not [line for line in redis_conf if line[0] in ("replicaof", "slaveof")]
+    start = "exec docker-entrypoint.sh redis-server /data/redis.conf --replica-announce-ip"
+    assert shell("redis-primary") == ("[ -f /data/redis.conf ] || cp /etc/tickstream/redis.conf "
+                                      f"/data/redis.conf; {start} redis-primary")
+    for service in HA_DATA[1:]:
+        # The replica's role goes into its copy (never on the command line, which would win over
+        # what Sentinel rewrote after a failover).
+        assert shell(service) == (
+            "[ -f /data/redis.conf ] || { cp /etc/tickstream/redis.conf /data/redis.conf && "
+            f"echo 'replicaof redis-primary {port}' >> /data/redis.conf; }}; {start} {service}")
+    names = [SERVICES[s]["volumes"] for s in HA_DATA]
+    data_volumes = [next(v for v in volumes if v.endswith(":/data")).split(":")[0] for volumes in names]
+    assert len(set(data_volumes)) == 3 and set(data_volumes) <= set(COMPOSE["volumes"])
+    for service in HA_DATA:
+        assert SERVICES[service]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+        assert "ports" not in SERVICES[service]
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_the_sentinel_configuration_files_load_in_a_real_redis_server(tmp_path: Path) -> None:
+    """deploy/sentinel/*.conf as the containers run them, on loopback: localhost for the names."""
+    import redis
+
+    from tests.support.redis_server import free_port
+    from tests.support.waiting import until_sync
+
+    data_port, sentinel_port = free_port(), free_port()
+    procs = []
+    try:
+        for name, extra in (("redis.conf", ["--port", str(data_port)]),
+                            ("sentinel.conf", ["--sentinel", "announce-ip", "sentinel-1",
+                                               "--port", str(sentinel_port)])):
+            text = (SENTINEL_DIR / name).read_text().replace("/data", str(tmp_path))
+            text = text.replace("redis-primary 6379", f"localhost {data_port}")
+            copy = tmp_path / name
+            copy.write_text(text + "bind 127.0.0.1\n")
+            procs.append(subprocess.Popen(["redis-server", str(copy), *extra],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        client = redis.Redis(port=sentinel_port, socket_timeout=1, decode_responses=True)
+
+        def named() -> object:
+            assert all(p.poll() is None for p in procs), [p.stderr.read() for p in procs if p.stderr]
+            try:
+                return client.sentinel_get_master_addr_by_name("tickstream")
+            except redis.RedisError:
+                return None
+
+        assert until_sync(named, 10, "the sentinel to name the primary") == ("localhost", data_port)
+        client.close()
+        assert 'sentinel announce-ip "sentinel-1"' in (tmp_path / "sentinel.conf").read_text()
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
 
 
 def test_depends_on_names_existing_services() -> None:

@@ -1,0 +1,497 @@
+"""``tickstream up --redis cluster|sentinel``: the plan's pure decisions, then real stacks.
+
+The end-to-end tests run ``up --simulate`` with a private 6-node Redis Cluster, or a primary, 2
+replicas and 3 Sentinels, publish with ``tickstream publish`` against the ``REDIS_URL`` that
+``up`` printed, receive through a gateway, stop with Ctrl-C (SIGINT) and check that no process
+``up`` started is left; then run ``up`` again on the same state folder (the cluster rejoins
+without being created again; Sentinel keeps the primary it failed over to) and find the event
+there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+from shared.errors import ConfigError
+from shared.redisconn import parse_redis_url
+from shared.settings import Secret
+from tests.stack.support import ROOT, UpStack, alive
+from tests.support.gateway import Client
+from tests.support.redis_server import free_port
+from tests.support.redis_topology import RedisClusterServers
+from tests.support.waiting import until
+from tickstream.stack_plan import (
+    CLUSTER_BUS_OFFSET,
+    UpSettings,
+    build_plan,
+    choose_port_run,
+    cluster_action,
+    cluster_create_args,
+    cluster_node_args,
+    cluster_problem,
+    layout_from_names,
+    parse_info,
+    redis_url_for,
+    run_problem,
+    sentinel_conf_text,
+    sentinel_node_args,
+    sentinel_primary_in_configs,
+)
+from tickstream.up import _shown_url
+
+SIGNAL = {"symbol": "BTCUSDT", "signal": "LONG", "entry_price": 65000, "strategy": "up-test",
+          "confidence": 0.7}
+
+
+# -- URLs and arguments ----------------------------------------------------------------------------
+
+
+def test_the_children_get_a_url_of_the_topology() -> None:
+    assert redis_url_for("single", [6399]) == "redis://127.0.0.1:6399/0"
+    cluster = redis_url_for("cluster", range(6399, 6405))
+    assert cluster == "redis+cluster://127.0.0.1:6399,127.0.0.1:6400,127.0.0.1:6401"
+    target = parse_redis_url(cluster)
+    assert target.kind == "cluster" and target.nodes == (("127.0.0.1", 6399), ("127.0.0.1", 6400),
+                                                         ("127.0.0.1", 6401))
+    sentinel = redis_url_for("sentinel", [6399, 6400, 6401], [6402, 6403, 6404])
+    assert sentinel == ("redis+sentinel://127.0.0.1:6402,127.0.0.1:6403,127.0.0.1:6404"
+                        "?sentinel_master_name=tickstream")
+    target = parse_redis_url(sentinel)
+    assert target.kind == "sentinel" and target.master_name == "tickstream"
+    assert [port for _, port in target.nodes] == [6402, 6403, 6404]
+
+
+def flag(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+def test_cluster_node_and_create_arguments(tmp_path: Path) -> None:
+    args = cluster_node_args("/opt/redis-server", 7001, tmp_path / "7001")
+    assert args[0] == "/opt/redis-server"
+    assert flag(args, "--port") == "7001" and flag(args, "--bind") == "127.0.0.1"
+    assert flag(args, "--cluster-enabled") == "yes"
+    assert flag(args, "--cluster-config-file") == str(tmp_path / "7001" / "nodes.conf")
+    assert flag(args, "--cluster-node-timeout") == "2000"
+    assert flag(args, "--appendonly") == "yes" and flag(args, "--dir") == str(tmp_path / "7001")
+    assert flag(args, "--daemonize") == "no"
+    assert cluster_create_args("redis-cli", [7001, 7002, 7003, 7004, 7005, 7006]) == [
+        "redis-cli", "--cluster", "create", "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003",
+        "127.0.0.1:7004", "127.0.0.1:7005", "127.0.0.1:7006", "--cluster-replicas", "1",
+        "--cluster-yes"]
+
+
+def test_sentinel_data_nodes_follow_the_primary_and_sentinels_get_a_config(tmp_path: Path) -> None:
+    primary = sentinel_node_args("redis-server", 7001, tmp_path, primary=7001)
+    assert "--replicaof" not in primary and flag(primary, "--appendonly") == "yes"
+    replica = sentinel_node_args("redis-server", 7002, tmp_path, primary=7003)
+    assert replica[replica.index("--replicaof"):][:3] == ["--replicaof", "127.0.0.1", "7003"]
+    lines = sentinel_conf_text(7004, tmp_path / "sentinel-7004", primary=7001).splitlines()
+    for line in ("port 7004", "bind 127.0.0.1", f'dir "{tmp_path / "sentinel-7004"}"',
+                 "sentinel monitor tickstream 127.0.0.1 7001 2",
+                 "sentinel down-after-milliseconds tickstream 2000",
+                 "sentinel failover-timeout tickstream 10000"):
+        assert line in lines
+
+
+def test_the_primary_named_by_rewritten_sentinel_configs_wins() -> None:
+    fresh = sentinel_conf_text(7004, Path("/s"), primary=7001)
+    # What a sentinel wrote after a failover to 7003 (abridged from a real one).
+    rewritten = fresh.replace("127.0.0.1 7001 2", "127.0.0.1 7003 2") + (
+        "# Generated by CONFIG REWRITE\nsentinel myid 4e27af148fa1\nsentinel config-epoch tickstream 1\n"
+        "sentinel leader-epoch tickstream 1\nsentinel known-replica tickstream 127.0.0.1 7001\n")
+    ports = [7001, 7002, 7003]
+    assert sentinel_primary_in_configs([], ports) is None
+    assert sentinel_primary_in_configs([fresh, fresh, fresh], ports) == 7001
+    # One sentinel missed the failover: the newer epoch wins however many files are older.
+    assert sentinel_primary_in_configs([fresh, fresh, rewritten], ports) == 7003
+    # A primary that is not one of ours (a hand-edited file) is ignored.
+    assert sentinel_primary_in_configs([fresh.replace(" 7001 2", " 9999 2")], ports) is None
+    assert sentinel_primary_in_configs([fresh], ports, master="other") is None
+
+
+def test_a_new_cluster_is_created_and_a_formed_one_rejoins() -> None:
+    new = parse_info("# Cluster\r\ncluster_state:fail\r\ncluster_slots_assigned:0\r\n"
+                     "cluster_known_nodes:1\r\n")
+    assert new == {"cluster_state": "fail", "cluster_slots_assigned": "0", "cluster_known_nodes": "1"}
+    assert cluster_action([new] * 6) == "create"
+    formed = {"cluster_state": "fail", "cluster_slots_assigned": "16384", "cluster_known_nodes": "6"}
+    assert cluster_action([formed] + [new] * 5) == "join"
+    assert cluster_action([{**new, "cluster_slots_assigned": "5461"}] + [new] * 5) == "join"
+    ok = {"cluster_state": "ok", "cluster_known_nodes": "6"}
+    assert cluster_problem(dict.fromkeys(range(7001, 7007), ok)) is None
+    assert cluster_problem({7001: ok, 7002: None}) == "node 7002 does not answer CLUSTER INFO"
+    assert cluster_problem({7001: formed}) == "node 7001 is cluster_state:fail"
+    assert cluster_problem({7001: {**ok, "cluster_known_nodes": "5"}}) == "node 7001 knows 5 of 6 nodes"
+
+
+def test_ports_are_a_run_of_consecutive_usable_ones() -> None:
+    busy = {7003, 8002}
+
+    def problem(port: int) -> str | None:
+        return f"port {port} is in use" if port in busy else None
+
+    notes: list[str] = []
+    assert choose_port_run("redis cluster", "V", 6001, 6001, 6, problem, [], notes) == 6001
+    assert run_problem(65531, 6, problem) == "port 65536 is past 65535"
+    with pytest.raises(ConfigError, match=r"^V: redis cluster needs ports 7000-7005, but port 7003 is in "
+                                          r"use; choose another$"):
+        choose_port_run("redis cluster", "V", 7000, 6001, 6, problem, [8000], notes)
+    # The default, taken: the first candidate that starts a usable run, with a note.
+    assert choose_port_run("redis cluster", "V", 7000, 7000, 6, problem, [8000, 8003], notes) == 8003
+    assert notes == ["redis cluster: port 7003 is in use (ports 7000-7005), using ports 8003-8008"]
+    assert choose_port_run("redis cluster", "V", 0, 7000, 6, problem, [9000], notes) == 9000
+    with pytest.raises(ConfigError, match="found no 6 consecutive free ports"):
+        choose_port_run("redis cluster", "V", 0, 7000, 6, problem, [7002], notes)
+
+
+def test_the_ports_of_a_previous_run_come_from_its_folder() -> None:
+    def has(*files: str) -> Callable[[str], bool]:
+        return lambda rel: rel in files
+
+    nodes = [str(p) for p in range(7001, 7007)]
+    confs = has(*(f"{n}/nodes.conf" for n in nodes))
+    assert layout_from_names("cluster", [], confs) is None
+    assert layout_from_names("cluster", [*nodes, "stray"], confs) == (tuple(range(7001, 7007)), ())
+    with pytest.raises(ConfigError, match="holds 5 data nodes, not 6; remove it"):
+        layout_from_names("cluster", nodes[:5], confs)
+    names = ["7001", "7002", "7003", "sentinel-7004", "sentinel-7005", "sentinel-7006"]
+    sentinel_confs = has(*(f"sentinel-{p}/sentinel.conf" for p in (7004, 7005, 7006)))
+    assert layout_from_names("sentinel", names, sentinel_confs) == ((7001, 7002, 7003), (7004, 7005, 7006))
+    with pytest.raises(ConfigError, match="holds 3 data nodes and 2 sentinels, not 3 and 3"):
+        layout_from_names("sentinel", names[:5], sentinel_confs)
+
+
+def test_settings_refuse_an_unknown_topology_or_one_with_redis_url() -> None:
+    with pytest.raises(ValueError, match="TICKSTREAM_REDIS: expected single, cluster or sentinel"):
+        UpSettings(redis_topology="mesh")
+    with pytest.raises(ValueError, match="--redis cluster starts a private Redis, but REDIS_URL"):
+        UpSettings(redis_topology="cluster", redis_url=Secret("redis://127.0.0.1:6379/0"))
+    for url in ("redis+cluster://127.0.0.1:7001,127.0.0.1:7002",
+                "redis+sentinel://127.0.0.1:26379?sentinel_master_name=tickstream"):
+        assert UpSettings(redis_url=Secret(url)).redis_url == url
+    with pytest.raises(ValueError, match="sentinel_master_name"):
+        UpSettings(redis_url=Secret("redis+sentinel://127.0.0.1:26379"))
+
+
+def test_a_given_url_is_shown_without_its_passwords(tmp_path: Path) -> None:
+    url = ("redis+sentinel://app:pw1@127.0.0.1:26379,127.0.0.1:26380?sentinel_master_name=m"
+           "&sentinel_password=pw2")
+    plan = build_plan(UpSettings(state_dir=str(tmp_path), redis_url=Secret(url), port=0,
+                                 ingestor_port=0), False, {})
+    assert plan.env["REDIS_URL"] == url and plan.redis is None
+    assert _shown_url(plan) == ("redis+sentinel://app:***@127.0.0.1:26379,127.0.0.1:26380"
+                                "?sentinel_master_name=m&sentinel_password=***")
+
+
+def test_the_plan_of_a_cluster_and_of_its_restart(tmp_path: Path) -> None:
+    settings = UpSettings(state_dir=str(tmp_path), redis_topology="cluster", redis_port=0, port=0,
+                          ingestor_port=0)
+    plan = build_plan(settings, False, {})
+    layout = plan.redis
+    assert layout is not None and layout.kind == "cluster" and not layout.reused
+    assert list(layout.ports) == list(range(layout.ports[0], layout.ports[0] + 6))
+    assert layout.ports[-1] + CLUSTER_BUS_OFFSET <= 65535
+    assert plan.env["REDIS_URL"] == plan.redis_url == layout.url
+    assert plan.redis_cli.endswith("redis-cli")
+    assert layout.folder == tmp_path / "redis-cluster"
+    assert list(layout.data_names()) == [f"redis-{i}" for i in range(1, 7)]
+    # A previous run's nodes.conf files pin the ports.
+    for port in layout.ports:
+        (layout.node_dir(port)).mkdir(parents=True)
+        (layout.node_dir(port) / "nodes.conf").write_text("")
+    again = build_plan(settings, False, {}).redis
+    assert again is not None and again.reused and again.ports == layout.ports
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", layout.ports[2]))
+        sock.listen()
+        with pytest.raises(ConfigError, match=f"port {layout.ports[2]} is in use"):
+            build_plan(settings, False, {})
+
+
+def test_the_plan_of_sentinel(tmp_path: Path) -> None:
+    plan = build_plan(UpSettings(state_dir=str(tmp_path), redis_topology="sentinel", redis_port=0,
+                                 port=0, ingestor_port=0), False, {})
+    layout = plan.redis
+    assert layout is not None and len(layout.ports) == 3 and len(layout.sentinel_ports) == 3
+    assert layout.sentinel_ports[0] == layout.ports[-1] + 1
+    assert list(layout.sentinel_names()) == ["sentinel-1", "sentinel-2", "sentinel-3"]
+    assert parse_redis_url(plan.redis_url).kind == "sentinel"
+
+
+def run_up(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TICKSTREAM_")
+            and k not in ("REDIS_URL", "PORT", "HOST")}
+    proc = subprocess.run([sys.executable, "-m", "tickstream.cli", "up", *args], cwd=ROOT,
+                          env={**base, **(env or {})}, capture_output=True, text=True, timeout=30)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (["--redis", "mesh"], {}, "TICKSTREAM_REDIS: expected single, cluster or sentinel, got 'mesh'"),
+    ([], {"TICKSTREAM_REDIS": "cluster", "REDIS_URL": "redis://127.0.0.1:1/0"},
+     "TICKSTREAM_REDIS: --redis cluster starts a private Redis, but REDIS_URL names one to use"),
+    (["--redis", "sentinel", "--redis-port", "65533"], {},
+     "TICKSTREAM_REDIS_PORT: redis sentinel needs ports 65533-65538, but port 65536 is past 65535"),
+])
+def test_bad_topology_settings_are_one_line_and_status_2(
+        tmp_path: Path, args: list[str], env: dict[str, str], message: str) -> None:
+    code, out, err = run_up("--state-dir", str(tmp_path), "--port", str(free_port()), *args, env=env)
+    assert (code, out) == (2, ""), err
+    assert err.strip().splitlines() == [err.strip()]
+    assert err.startswith(f"tickstream up: configuration error: {message}"), err
+    assert not (tmp_path / "up.json").exists()
+
+
+def test_help_shows_the_redis_topology_flag() -> None:
+    code, out, _ = run_up("--help")
+    assert code == 0
+    assert "--redis TICKSTREAM_REDIS" in out and "sentinel" in out
+
+
+# -- real stacks -----------------------------------------------------------------------------------
+
+
+def node_ports(up: UpStack, prefix: str) -> list[int]:
+    children = up.state()["children"]
+    return [int(c["address"].rsplit(":", 1)[1]) for name, c in children.items() if name.startswith(prefix)]
+
+
+async def publish(url: str) -> str:
+    """``tickstream publish`` as an operator runs it, with the URL ``up`` printed."""
+    env = {**os.environ, "REDIS_URL": url}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tickstream.cli", "publish", "signal_generated",
+        orjson.dumps(SIGNAL).decode(), "--symbol", "BTCUSDT", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    return out.decode().strip()
+
+
+async def next_event(client: Client, event_type: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        for event in client.events:
+            if event["event_type"] == event_type:
+                return event
+        await client.recv(max(0.01, deadline - time.monotonic()))
+
+
+def check_started(up: UpStack, kind: str, names: set[str]) -> str:
+    """Every child ready and in the table; returns the REDIS_URL ``up`` printed (and recorded)."""
+    state = up.state()
+    assert set(state["children"]) == names | {"simulator", "ingestor", "gateway-1"}
+    assert all(c["ready"] for c in state["children"].values()), state["children"]
+    for name, child in state["children"].items():
+        assert any(line.split()[:3] == [name, str(child["pid"]), "ready"] for line in up.out), up.output()
+    url = state["redis_url"]
+    assert state["redis_topology"] == kind
+    assert up.printed("Redis: ").startswith(f"{url} (")
+    assert up.printed("Publish: REDIS_URL=").startswith(f"{shlex.quote(url)} tickstream publish ")
+    assert parse_redis_url(url).kind == kind
+    return str(url)
+
+
+async def publish_and_receive(up: UpStack, url: str, timeout: float = 30) -> tuple[str, list[str]]:
+    """``tickstream publish`` with the URL ``up`` printed; the offset it printed, and what a live
+    subscriber missed: the event, the simulator's prices (an empty list when it got both)."""
+    client = await Client.open(up.ws_url)
+    missed = []
+    try:
+        await client.subscribe("price_update")
+        await client.subscribe("signal_generated")
+        offset = await publish(url)
+        try:
+            event = await next_event(client, "signal_generated", timeout)
+            assert event["offset"] == offset and event["data"]["strategy"] == "up-test"
+        except TimeoutError:
+            missed.append("signal_generated")
+        try:
+            assert (await next_event(client, "price_update", timeout))["data"]["price"] > 0
+        except TimeoutError:
+            missed.append("price_update")
+    finally:
+        await client.close()
+    return offset, missed
+
+
+async def replayed_offset(up: UpStack) -> str:
+    client = await Client.open(up.ws_url)
+    try:
+        await client.subscribe("signal_generated", last=1)
+        return str((await next_event(client, "signal_generated"))["offset"])
+    finally:
+        await client.close()
+
+
+async def stop_and_check_nothing_is_left(up: UpStack, ports: list[int]) -> None:
+    pids = up.started_pids()
+    assert await up.stop(signal.SIGINT) == 0, up.output()
+    assert [p for p in pids if alive(p)] == []
+    state = up.state()
+    assert state["running"] is False
+    assert {c["state"] for c in state["children"].values()} == {"stopped"}
+    assert up.err[-1] == "tickstream up: stopped"
+    for port in ports:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))  # nobody listens there any more
+
+
+@pytest.mark.integration
+async def test_up_with_a_redis_cluster_serves_and_rejoins_it_on_restart(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    names = {f"redis-{i}" for i in range(1, 7)}
+    up = UpStack(state, "--redis", "cluster", "--gateways", "1", redis_port=0)
+    await up.start()
+    try:
+        await up.ready()
+        url = check_started(up, "cluster", names)
+        assert "tickstream up: redis cluster: creating it (3 primaries, 3 replicas)" in up.err
+        assert "redis-cli" in {entry["name"] for entry in up.state()["started_pids"]}
+        ports = node_ports(up, "redis-")
+        assert len(ports) == 6 and ports == list(range(ports[0], ports[0] + 6))
+        table = "\n".join(up.out)
+        assert table.count(" cluster primary, AOF in ") == 3, table
+        assert table.count(" cluster replica of 127.0.0.1:") == 3, table
+        assert url == "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports[:3])
+        offset, missed = await publish_and_receive(up, url)
+        assert missed == [], up.output()
+        await stop_and_check_nothing_is_left(
+            up, [*ports, *(p + CLUSTER_BUS_OFFSET for p in ports), up.port])
+    finally:
+        await up.cleanup()
+
+    again = UpStack(state, "--redis", "cluster", "--gateways", "1", redis_port=0)
+    await again.start()
+    try:
+        await again.ready()
+        assert check_started(again, "cluster", names) == url
+        assert node_ports(again, "redis-") == ports
+        assert any("rejoin the cluster they formed" in line for line in again.err), again.output()
+        assert not any("creating it" in line for line in again.err)
+        assert await replayed_offset(again) == offset  # in the AOF of the nodes
+        await stop_and_check_nothing_is_left(again, ports)
+    finally:
+        await again.cleanup()
+
+
+def sentinel_view(sentinels: list[int]) -> set[int]:
+    """The primary port each sentinel names."""
+    seen = set()
+    for port in sentinels:
+        client = redis.Redis(port=port, socket_timeout=1, decode_responses=True)
+        try:
+            reply = client.sentinel_get_master_addr_by_name("tickstream")
+            seen.add(int(reply[1]) if isinstance(reply, tuple) else 0)
+        except redis.RedisError:
+            seen.add(0)
+        finally:
+            client.close()
+    return seen
+
+
+def role(port: int) -> tuple[str, int | None]:
+    client = redis.Redis(port=port, socket_timeout=1)
+    try:
+        info = client.info("replication")
+    finally:
+        client.close()
+    return str(info["role"]), info.get("master_port")
+
+
+@pytest.mark.integration
+async def test_up_with_sentinel_serves_and_keeps_the_failed_over_primary_on_restart(
+        tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    names = {"redis-1", "redis-2", "redis-3", "sentinel-1", "sentinel-2", "sentinel-3"}
+    up = UpStack(state, "--redis", "sentinel", "--gateways", "1", redis_port=0)
+    await up.start()
+    try:
+        await up.ready()
+        url = check_started(up, "sentinel", names)
+        data, sentinels = node_ports(up, "redis-"), node_ports(up, "sentinel-")
+        assert sentinels == list(range(data[-1] + 1, data[-1] + 4))
+        assert url == ("redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in sentinels)
+                       + "?sentinel_master_name=tickstream")
+        assert role(data[0]) == ("master", None)
+        assert role(data[1]) == role(data[2]) == ("slave", data[0])
+        offset, missed = await publish_and_receive(up, url)
+        assert missed == [], up.output()
+        # Fail over (as if the primary had gone), and wait for every sentinel to know.
+        client = redis.Redis(port=sentinels[0], socket_timeout=2)
+        try:
+            assert client.sentinel_failover("tickstream")
+        finally:
+            client.close()
+
+        def switched() -> int:
+            view = sentinel_view(sentinels)
+            return next(iter(view)) if len(view) == 1 and view <= set(data[1:]) else 0
+
+        new_primary = await until(switched, 30, "every sentinel to name a new primary")
+        # The old primary crashes: `up` restarts it as a replica of the new one, at once (its
+        # arguments are decided at each start, from the sentinels).
+        old = up.child("redis-1")["pid"]
+        os.kill(old, signal.SIGKILL)
+        await until(lambda: up.child("redis-1")["pid"] != old and up.child("redis-1")["ready"], 30,
+                    "redis-1 restarted and ready")
+        # (Had it started as it first did, it would be a primary until the sentinels turn it
+        # into a replica, seconds later.)
+        assert role(data[0]) == ("slave", new_primary)
+        await stop_and_check_nothing_is_left(up, [*data, *sentinels, up.port])
+    finally:
+        await up.cleanup()
+
+    again = UpStack(state, "--redis", "sentinel", "--gateways", "1", redis_port=0)
+    await again.start()
+    try:
+        await again.ready()
+        assert check_started(again, "sentinel", names) == url
+        # The old primary was not forced back: it follows the one the sentinels chose.
+        assert role(new_primary) == ("master", None)
+        for port in data:
+            if port != new_primary:
+                assert role(port) == ("slave", new_primary)
+        name = f"redis-{data.index(new_primary) + 1}"
+        assert any(line.split()[:1] == [name] and " primary, AOF in " in line
+                   for line in again.out), again.output()
+        assert sentinel_view(sentinels) == {new_primary}
+        assert await replayed_offset(again) == offset
+        await stop_and_check_nothing_is_left(again, [*data, *sentinels])
+    finally:
+        await again.cleanup()
+
+
+@pytest.mark.integration
+async def test_up_uses_a_given_cluster_url(tmp_path: Path, redis_cluster: RedisClusterServers) -> None:
+    redis_cluster.flushall()
+    up = UpStack(tmp_path / "state", "--gateways", "1", env={"REDIS_URL": redis_cluster.url})
+    await up.start()
+    try:
+        await up.ready()
+        assert set(up.state()["children"]) == {"simulator", "ingestor", "gateway-1"}
+        assert up.state()["redis_topology"] == "external"
+        assert up.printed("Redis: ") == f"{redis_cluster.url} (external)"
+        offset = await publish(redis_cluster.url)
+        assert await replayed_offset(up) == offset
+        pids = up.started_pids()
+        assert await up.stop(signal.SIGTERM) == 0, up.output()
+        assert [p for p in pids if alive(p)] == []
+    finally:
+        await up.cleanup()
+
