@@ -279,21 +279,27 @@ class StreamReader:
     # --- gap checks ---------------------------------------------------------------------------
 
     async def _check(self, event_types: list[str]) -> None:
-        states = await self.broker.states(event_types)
-        probe = {t: self.positions[t] for t in event_types
-                 if t in self._delivered and t in self.positions}
+        # Positions as they were before asking Redis: the read loops move on meanwhile, and a
+        # state read after the snapshot can only be behind it if the stream went back.
+        before = {t: self.positions[t] for t in event_types if t in self.positions}
+        epochs = {t: self.epochs.get(t, "") for t in before}
+        probe = {t: p for t, p in before.items() if t in self._delivered}
+        states = await self.broker.states(list(before))
         missing = await self.broker.missing(probe) if probe else set()
         for event_type, state in states.items():
-            await self._check_one(event_type, state, event_type in missing)
+            if self.epochs.get(event_type, "") != epochs[event_type] \
+                    or self.positions.get(event_type, (0, 0)) < before[event_type]:
+                continue  # learnt or reset while we asked: this answer may predate it
+            await self._check_one(event_type, state, before[event_type], event_type in missing)
 
-    async def _check_one(self, event_type: str, state: StreamState, missing: bool) -> None:
-        position = self.positions.get(event_type, (0, 0))
+    async def _check_one(self, event_type: str, state: StreamState, before: Offset,
+                         missing: bool) -> None:
         known_epoch = self.epochs.get(event_type, "")
         if known_epoch and state.epoch != known_epoch:
             self._gap(event_type, f"epoch changed from {known_epoch} to {state.epoch or 'none'}")
             self._reset(event_type, (0, 0))
-        elif position != (0, 0) and (missing or state.last < position):
-            why = (f"stream went back: the gateway had read up to {format_offset(position)}, "
+        elif before != (0, 0) and (missing or state.last < before):
+            why = (f"stream went back: the gateway had read up to {format_offset(before)}, "
                    f"Redis now ends at {format_offset(state.last)}")
             self.metrics.rollbacks.labels(event_type).inc()
             epoch = await self.broker.new_epoch(event_type, state.epoch, why)
@@ -301,9 +307,12 @@ class StreamReader:
             self._reset(event_type, state.last)
             self.epochs[event_type] = epoch
             return
-        elif state.first is not None and position < position_before(state.first) \
-                and position != (0, 0):
-            self._gap(event_type, "entries the reader had not read were trimmed")
+        else:
+            # Trimming: judged on where the reader is now (what it read meanwhile was not lost).
+            position = self.positions.get(event_type, (0, 0))
+            if state.first is not None and position != (0, 0) \
+                    and position < position_before(state.first):
+                self._gap(event_type, "entries the reader had not read were trimmed")
         # "" -> epoch is a stream created (again) after a loss already reported: not a new gap.
         self.epochs[event_type] = state.epoch
 

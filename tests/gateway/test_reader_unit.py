@@ -158,3 +158,27 @@ async def test_concurrent_state_requests_share_rounds_and_are_never_older_than_t
     assert calls == 2  # 100 callers, two rounds
     newest_pos = tuple(int(x) for x in newest.split("-"))
     assert all(s.last == newest_pos for s in states[50:])  # the later callers see the new entry
+
+
+async def test_a_check_racing_the_read_loop_is_no_rollback() -> None:
+    broker = MemoryBroker()
+    async with reading(broker, epoch_check=0.01) as (reader, hub):
+        reader.watch("t")
+        await asyncio.wait_for(reader.position("t"), 10)
+        real_states = broker.states
+        raced = asyncio.Event()
+
+        async def states_then_more_events(event_types: list[str]) -> Any:
+            answer = await real_states(event_types)  # the state as Redis had it ...
+            if not raced.is_set() and event_types:
+                raced.set()
+                await broker.add("t", b"\x80")  # ... then the stream grows and is read
+                await until(lambda: hub.got.get("t"), what="the newer entry read")
+            return answer
+
+        broker.states = states_then_more_events  # type: ignore[method-assign]
+        await until(raced.is_set, what="a check that raced the read loop")
+        await broker.add("t", b"\x80")
+        await until(lambda: len(hub.got.get("t", ())) == 2, what="both entries read")
+        assert hub.session.closed_with is None  # nothing went back: no 4009
+        assert reader.metrics.rollbacks.labels("t")._value.get() == 0
