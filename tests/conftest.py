@@ -63,8 +63,9 @@ def redis_sentinel() -> Iterator[RedisSentinelServers]:
 
 @pytest.fixture(scope="session")
 def redis_topology(request: pytest.FixtureRequest) -> str:
-    """Which topology this test runs on (parametrized by ``pytest_generate_tests``)."""
-    return str(request.param)
+    """Which topology this test runs on (parametrized by ``pytest_generate_tests``; a test that
+    asks for ``redis_url`` only at run time gets the single server)."""
+    return str(getattr(request, "param", "single"))
 
 
 @pytest.fixture

@@ -367,7 +367,8 @@ async def test_origin_refusal_4403_stops_with_an_error(page: Page, redis_url: st
 
 
 async def test_policy_close_1008_stops_with_an_error(page: Page, redis_url: str) -> None:
-    async with running_gateway(redis_url, client_rate_limit=5.0) as gw:
+    # A burst alone is tolerated; a violation lasting CLIENT_RATE_ABUSE_SECONDS (here 1) is not.
+    async with running_gateway(redis_url, client_rate_limit=5.0, client_rate_abuse_seconds=1) as gw:
         await open_harness(page, gw.http)
         await start_client(page, gw.url, None)
         await until_js(page, "window.ws.status.state === 'connected'", what="connected")
