@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis
@@ -53,6 +53,8 @@ class Entry:
 
     entry: StreamEntry
     pos: Offset
+    # Its gateway.hub.Encoded once made (Encoded.of), so replays sharing a page encode it once.
+    encoded: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, entry: StreamEntry) -> Entry:

@@ -8,7 +8,9 @@ is in flight at a time, and replays of that type waiting meanwhile are served fr
 
 A block is an exact stretch of the stream: every entry with ``start < offset <= end``. Blocks
 that overlap or touch are merged. Stream entries never change, so a block stays true until the
-stream is trimmed past it or goes back; blocks live ``ttl`` seconds, the cache holds at most
+stream is trimmed past it or goes back; a block unused for ``ttl`` seconds is dropped, each
+entry's encoded frames are kept with it (``Encoded.of``: a storm encodes each event once, not
+once per replay), the cache holds at most
 ``max_entries`` entries (oldest blocks dropped first), and :meth:`forget` drops a type's blocks
 when the reader finds a gap in it.
 
@@ -38,7 +40,7 @@ class Block:
     start: Offset  # exclusive
     entries: list[Entry]
     positions: list[Offset] = field(default_factory=list)
-    born: float = 0.0
+    used: float = 0.0  # last time a lookup was served from it
 
     @property
     def end(self) -> Offset:
@@ -54,14 +56,14 @@ def merge_blocks(blocks: list[Block], new: Block) -> list[Block]:
             tail = bisect.bisect_right(block.positions, last.end)
             last.entries.extend(block.entries[tail:])
             last.positions.extend(block.positions[tail:])
-            last.born = min(last.born, block.born)
+            last.used = max(last.used, block.used)
         else:
-            out.append(Block(block.start, list(block.entries), list(block.positions), block.born))
+            out.append(Block(block.start, list(block.entries), list(block.positions), block.used))
     return out
 
 
 class SharedHistory:
-    def __init__(self, broker: Broker, *, max_entries: int = 200_000, ttl: float = 10.0,
+    def __init__(self, broker: Broker, *, max_entries: int = 100_000, ttl: float = 10.0,
                  concurrency: int = 512, clock: Callable[[], float] = time.monotonic) -> None:
         self.broker = broker
         self.max_entries = max_entries
@@ -139,16 +141,17 @@ class SharedHistory:
             return None
         now = self.clock()
         for block in blocks:
-            if now - block.born > self.ttl:
+            if now - block.used > self.ttl:
                 continue
             if block.start <= after < block.end:
+                block.used = now
                 index = bisect.bisect_right(block.positions, after)
                 return block.entries[index:index + count]
         return None
 
     def _insert(self, event_type: str, block: Block) -> None:
         now = self.clock()
-        fresh = [b for b in self._blocks.get(event_type, []) if now - b.born <= self.ttl]
+        fresh = [b for b in self._blocks.get(event_type, []) if now - b.used <= self.ttl]
         merged = merge_blocks(fresh, block)
         self._size += sum(len(b.entries) for b in merged) - sum(
             len(b.entries) for b in self._blocks.get(event_type, []))
@@ -160,7 +163,7 @@ class SharedHistory:
         oldest_type, oldest = None, None
         for event_type, blocks in self._blocks.items():
             for block in blocks:
-                if oldest is None or block.born < oldest.born:
+                if oldest is None or block.used < oldest.used:
                     oldest_type, oldest = event_type, block
         if oldest_type is None or oldest is None:
             self._size = 0

@@ -37,6 +37,15 @@ class Encoded:
         self._json: str | None = None
         self._msgpack: bytes | None = None
 
+    @classmethod
+    def of(cls, item: Entry) -> Encoded:
+        """The entry's one Encoded: replays served from shared history encode it once."""
+        encoded = item.encoded
+        if encoded is None:
+            encoded = item.encoded = cls(item)
+        assert isinstance(encoded, Encoded)
+        return encoded
+
     @property
     def ts(self) -> int:
         return self.pos[0]
