@@ -225,6 +225,9 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.close()
 
 
+LISTEN_BACKLOG = 16384
+
+
 def bind(host: str, port: int, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -232,7 +235,9 @@ def bind(host: str, port: int, reuse_port: bool) -> socket.socket:
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(2048)
+    # A reconnect storm opens thousands of connections at once: the kernel caps this at
+    # net.core.somaxconn (4096 by default on current Linux), so raise that too on big nodes.
+    sock.listen(LISTEN_BACKLOG)
     sock.set_inheritable(True)
     return sock
 
