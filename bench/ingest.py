@@ -17,6 +17,16 @@ own (read from /proc). Every frame becomes one event (price_update or market_dat
    per CPU-second (the one-core capacity). The ramp stops when the ingestor falls behind.
 
 Bounded in time (about 15 s of setup and teardown plus the phases); Linux only (/proc).
+
+``--takeover [--rounds 3] [--rate 3000] [--idle-seconds 5] [--log-dir DIR]``: an ingestor *group*
+instead. Two
+``tickstream ingestor`` processes (all feeds, default lease timings) on the simulator's market
+model (``--rate`` market events/s; 3000 make about 1,000 aggregate trades/s); per round the
+leader is SIGKILLed and a new process started as the next standby. Reported: the CPU of the
+leader and of the standby over ``--idle-seconds`` before each kill (from /proc/<pid>/stat),
+the time from SIGKILL to the standby leading (/readyz) and to the first event it publishes
+(XREAD on price_update), the trades and candles it backfilled, and at the end whether every
+trade id in Redis is present once (the market paused, Redis caught up).
 """
 
 from __future__ import annotations
@@ -267,12 +277,217 @@ def report(args: argparse.Namespace, phases: list[Phase], latencies: list[tuple[
     print(f"messages dropped by the ingestor: {last['dropped']:.0f}; reconnects: {last['reconnects']:.0f}")
 
 
+# -- the takeover case ----------------------------------------------------------------------------
+
+
+class Member:
+    """One ``tickstream ingestor`` of the benchmark's group."""
+
+    def __init__(self, name: str, redis_url: str, sim: Any, log_dir: str | None) -> None:
+        self.name = name
+        self.port = free_port()
+        self.log = Path(log_dir) / f"{name}.log" if log_dir else None
+        self.env = dict(os.environ, LOG_LEVEL="INFO" if log_dir else "WARNING", REDIS_URL=redis_url,
+                        KEY_PREFIX=PREFIX, SYMBOLS=",".join(SYMBOLS), KLINE_INTERVALS="1s",
+                        PORT=str(self.port), NODE_ID=name, BINANCE_WS_URL=sim.url_ws,
+                        BINANCE_REST_URL=sim.url_rest)
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        if self.log is None:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tickstream.cli", "ingestor", cwd=ROOT, env=self.env)
+            return
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tickstream.cli", "ingestor", cwd=ROOT, env=self.env,
+                stderr=out)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def ready(self, client: httpx.AsyncClient) -> dict[str, Any] | None:
+        try:
+            response = await client.get(f"http://127.0.0.1:{self.port}/readyz")
+        except httpx.HTTPError:
+            return None
+        body: dict[str, Any] = response.json()
+        return body if response.status_code == 200 else None
+
+    async def metric(self, client: httpx.AsyncClient, name: str, **labels: str) -> float:
+        text = (await client.get(f"http://127.0.0.1:{self.port}/metrics")).text
+        return sum(sample.value for family in text_string_to_metric_families(text)
+                   for sample in family.samples
+                   if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()))
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 15)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def poll(condition: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def roles(members: list[Member], client: httpx.AsyncClient) -> dict[str, Member] | None:
+    bodies = [await m.ready(client) for m in members]
+    if any(b is None for b in bodies):
+        return None
+    by_role = {b["role"]: m for b, m in zip(bodies, members, strict=True) if b is not None}
+    return by_role if set(by_role) == {"leader", "standby"} else None
+
+
+async def run_takeover(args: argparse.Namespace, redis_url: str) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("tickstream.simulator").setLevel(logging.ERROR)
+    keys = Keys(PREFIX)
+    stream = keys.stream("price_update")
+    streams = [keys.stream(t) for t in ("price_update", "market_data", "orderbook_update")]
+    rounds: list[dict[str, float]] = []
+    client = redis.asyncio.Redis.from_url(redis_url)
+    async with Simulator(port=0, rate=args.rate, ping_interval=0.0, symbols=SYMBOLS) as sim, \
+            httpx.AsyncClient(timeout=5.0) as http:
+        members = [Member("a", redis_url, sim, args.log_dir), Member("b", redis_url, sim, args.log_dir)]
+        serial = 1
+        try:
+            await asyncio.gather(*(m.start() for m in members))
+            for index in range(args.rounds):
+                by_role = await poll(lambda ms=members: roles(ms, http), 60, "a leader and a standby")
+                leader, standby = by_role["leader"], by_role["standby"]
+                await asyncio.sleep(1.0)  # let the new standby's start-up settle out of the window
+                cpu = {m.name: cpu_seconds(m.pid) for m in (leader, standby)}
+                started = time.monotonic()
+                await asyncio.sleep(args.idle_seconds)
+                window = time.monotonic() - started
+                use = {name: (cpu_seconds(m.pid) - cpu[name]) / window
+                       for name, m in ((leader.name, leader), (standby.name, standby))}
+                before = {k: await standby.metric(http, "tickstream_ingestor_backfilled_events_total",
+                                                  event_type=k) for k in ("price_update", "market_data")}
+                assert leader.proc is not None
+                killed = time.monotonic()
+                leader.proc.kill()
+                await leader.proc.wait()
+                tails: dict[Any, Any] = {}
+                for key in streams:
+                    tail = await client.xrevrange(key, count=1)
+                    tails[key] = tail[0][0] if tail else b"0-0"
+                reply = await client.xread(tails, count=1, block=30_000)
+                first_event = time.monotonic() - killed if reply else float("nan")
+                await poll(lambda s=standby: s.ready(http), 30, "the standby ready")
+                body = await poll(lambda s=standby: _leading(s, http), 30, "the standby leading")
+                leading = time.monotonic() - killed
+                await poll(lambda s=standby: _caught_up(s, http), 60, "the catch-up")
+                after = {k: await standby.metric(http, "tickstream_ingestor_backfilled_events_total",
+                                                 event_type=k) for k in ("price_update", "market_data")}
+                rounds.append({
+                    "leader_cpu": use[leader.name], "standby_cpu": use[standby.name],
+                    "first_event": first_event, "leading": leading, "token": body["token"],
+                    "trades": after["price_update"] - before["price_update"],
+                    "candles": after["market_data"] - before["market_data"],
+                })
+                print(f"round {index + 1}: {_line(rounds[-1])}", flush=True)
+                serial += 1
+                replacement = Member(f"n{serial}", redis_url, sim, args.log_dir)
+                members = [standby, replacement]
+                await replacement.start()
+            assert sim.market is not None
+            sim.market.pause()
+            contiguous = await _check_contiguous(client, stream, sim)
+        finally:
+            for member in members:
+                await member.stop()
+            await client.aclose()
+    report_takeover(args, rounds, contiguous)
+
+
+async def _leading(member: Member, http: httpx.AsyncClient) -> dict[str, Any] | None:
+    body = await member.ready(http)
+    return body if body is not None and body["role"] == "leader" else None
+
+
+async def _caught_up(member: Member, http: httpx.AsyncClient) -> bool:
+    """The takeover's catch-up is over once its report line would be written: no backfill runs.
+
+    Approximated from outside: the backfilled counter stopped moving for half a second."""
+    first = await member.metric(http, "tickstream_ingestor_backfilled_events_total")
+    await asyncio.sleep(0.5)
+    return first == await member.metric(http, "tickstream_ingestor_backfilled_events_total") > 0
+
+
+async def _check_contiguous(client: redis.asyncio.Redis, stream: str, sim: Any) -> str:
+    deadline = time.monotonic() + 30
+    while True:
+        ids: dict[str, list[int]] = {s: [] for s in SYMBOLS}
+        for _, fields in await client.xrange(stream):
+            data = msgpack.unpackb(fields[b"d"], raw=False)
+            ids[data["symbol"]].append(data["trade_id"])
+        if all(ids[s] and ids[s][-1] == sim.state.last_agg_trade_id(s) for s in SYMBOLS):
+            break
+        if time.monotonic() > deadline:
+            return "no: Redis did not catch up with the exchange"
+        await asyncio.sleep(0.2)
+    problems = []
+    for symbol, found in ids.items():
+        if found != list(range(found[0], found[0] + len(found))):
+            problems.append(f"{symbol}: {len(found)} ids from {found[0]} to {found[-1]}")
+    total = sum(len(v) for v in ids.values())
+    return f"yes ({total} trades)" if not problems else "no: " + "; ".join(problems)
+
+
+def _line(r: dict[str, float]) -> str:
+    return (f"SIGKILL -> first event {1000 * r['first_event']:.0f} ms, -> leading "
+            f"{r['leading']:.2f} s (token {r['token']:.0f}); backfilled {r['trades']:.0f} trades, "
+            f"{r['candles']:.0f} candles; CPU before: leader {100 * r['leader_cpu']:.0f}%, "
+            f"standby {100 * r['standby_cpu']:.0f}%")
+
+
+def report_takeover(args: argparse.Namespace, rounds: list[dict[str, float]], contiguous: str) -> None:
+    print(f"\ningestor group takeover (python {sys.version.split()[0]}, 2 processes, all feeds, "
+          f"simulator rate {args.rate:g} events/s, lease TTL 3 s / renew 1 s / retry 0.5 s)")
+    if not rounds:
+        return
+    first = sorted(r["first_event"] for r in rounds)
+    print(f"  SIGKILL -> first event from the standby: median {1000 * statistics.median(first):.0f} ms, "
+          f"min {1000 * first[0]:.0f} ms, max {1000 * first[-1]:.0f} ms over {len(rounds)} rounds")
+    trades = ", ".join(f"{r['trades']:.0f}" for r in rounds)
+    candles = ", ".join(f"{r['candles']:.0f}" for r in rounds)
+    print(f"  trades backfilled per takeover: {trades}; candles: {candles}")
+    leader = statistics.mean(r["leader_cpu"] for r in rounds)
+    standby = statistics.mean(r["standby_cpu"] for r in rounds)
+    print(f"  CPU over {args.idle_seconds:g} s before each kill: leader {100 * leader:.0f}%, standby "
+          f"{100 * standby:.0f}% of one core ({standby / leader:.0%} of the leader's)")
+    print(f"  every trade id in Redis once, in order: {contiguous}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--rates", default="5000,10000,20000,30000,40000")
     parser.add_argument("--phase-seconds", type=float, default=4.0)
+    parser.add_argument("--takeover", action="store_true",
+                        help="measure a group takeover instead (see the description)")
+    parser.add_argument("--rounds", type=int, default=3, help="takeovers (with --takeover)")
+    parser.add_argument("--rate", type=float, default=3000.0,
+                        help="simulator market events/s (with --takeover)")
+    parser.add_argument("--idle-seconds", type=float, default=5.0,
+                        help="CPU window before each kill (with --takeover)")
+    parser.add_argument("--log-dir", help="with --takeover: each ingestor's INFO log in DIR/<node>.log")
     args = parser.parse_args()
     server = RedisServer()
     server.start()
@@ -280,7 +495,10 @@ def main() -> None:
         import uvloop
 
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(run(args, server.url, server.dir))
+            if args.takeover:
+                runner.run(run_takeover(args, server.url))
+            else:
+                runner.run(run(args, server.url, server.dir))
     finally:
         server.cleanup()
 

@@ -19,6 +19,12 @@ increasing order:
 A hole REST cannot fill (the exchange no longer has those ids, or ``max_wait`` passed with REST
 failing) is skipped, logged, and counted in ``tickstream_ingestor_backfill_missing``. The gap
 bookkeeping is :class:`ingestor.gaps.SequenceTracker` (sans-I/O).
+
+:meth:`~OrderedFeed.reset` starts a feed over from the last id Redis holds (a takeover, a
+restart, a refetch after the outage buffer dropped some): whatever was held or being fetched is
+forgotten and :meth:`~OrderedFeed.catch_up` then fetches everything after that id. On
+:meth:`~OrderedFeed.close` (shutdown) held items past an unfilled hole are *not* published: the
+next leader resumes from the last published id and fetches them, hole included.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ class OrderedFeed(Generic[T]):
         step: Callable[[int], int] = lambda key: key + 1,
         max_wait: float = 60.0,
         on_idle: Callable[[], None] | None = None,
+        room: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.name = name
         self.tracker = tracker
@@ -79,10 +86,15 @@ class OrderedFeed(Generic[T]):
         self._step = step
         self._max_wait = max_wait
         self._on_idle = on_idle
+        self._room = room
         self._held: dict[int, tuple[T, bool]] = {}
         self._task: asyncio.Task[None] | None = None
         self._catch_up = False
         self._closing = False
+        self.filled = 0
+        """Items backfilled since the last :meth:`reset`."""
+        self.filled_range: tuple[int, int] | None = None
+        """The first and last id backfilled since the last :meth:`reset`."""
 
     @property
     def filling(self) -> bool:
@@ -124,14 +136,35 @@ class OrderedFeed(Generic[T]):
         if self._task is None:
             self._start()
 
-    async def close(self) -> None:
-        """Stop backfilling; publish what is held, in order, leaving any hole in place."""
-        self._closing = True
+    def reset(self, last: int | None) -> None:
+        """Start over after ``last`` (None: from the next live item): held items and a running
+        backfill are forgotten. Call :meth:`catch_up` to fetch what followed ``last``."""
         if self._task is not None:
             self._task.cancel()
+            self._task = None
+        self._held.clear()
+        self._catch_up = False
+        self.tracker.seed(last)
+        self.filled = 0
+        self.filled_range = None
+
+    async def close(self) -> None:
+        """Stop backfilling. Held items after an unfilled hole are not published (that would
+        make the hole permanent): the next leader fetches them, from the last published id."""
+        self._closing = True
+        if self._task is not None:
+            task = self._task
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._give_up("shutting down")
+                await task
+            self._task = None
+        self._drain()
+        if self._held:
+            log.warning("%s: %d item(s) after the unfilled id %s not published at shutdown: the "
+                        "next leader fetches them", self.name, len(self._held),
+                        self.tracker.resume_from())
+            self._held.clear()
+        self._catch_up = False
         if self._on_idle is not None:
             self._on_idle()
 
@@ -146,6 +179,10 @@ class OrderedFeed(Generic[T]):
             self.tracker.resolve(verdict.from_id, verdict.to_id)
         if backfilled:
             self._metrics.backfilled.labels(self._event_type).inc()
+            key = self._key(item)
+            self.filled += 1
+            first = key if self.filled_range is None else self.filled_range[0]
+            self.filled_range = (first, key)
         self._emit(item, backfilled)
 
     def _drain(self) -> None:
@@ -196,6 +233,12 @@ class OrderedFeed(Generic[T]):
                 if len(self._held) > MAX_HELD:
                     self._give_up(f"more than {MAX_HELD} live items held behind the hole")
                     return
+                if self._room is not None:  # a page must fit in the sink's buffer
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._room(),
+                                               max(0.0, deadline - time.monotonic()) + 0.01)
+                    if time.monotonic() > deadline:
+                        continue  # given up on at the top of the loop
                 start = self.tracker.resume_from()
                 assert start is not None
                 try:
@@ -206,9 +249,13 @@ class OrderedFeed(Generic[T]):
                                 exc, wait)
                     await asyncio.sleep(wait)
                     continue
+                # Live items may have been published while the page was on its way: only what is
+                # still after the last published id is new (anything else would sit in held for
+                # ever, below the next expected id, and be published twice when skipped).
+                last = self.tracker.last
                 for item in page.items:
                     key = self._key(item)
-                    if key >= start and key not in self._held:
+                    if (last is None or key > last) and key not in self._held:
                         self._held[key] = (item, True)
                 self._drain()
                 if page.complete:
@@ -219,32 +266,34 @@ class OrderedFeed(Generic[T]):
                     else:  # REST has nothing yet though later ids exist: let it catch up
                         await asyncio.sleep(min(next(waits), max(0.0, deadline - time.monotonic())))
         finally:
-            self._task = None
-            if self._on_idle is not None and not self._closing:
-                self._on_idle()
+            if self._task is asyncio.current_task():  # not a task reset() replaced
+                self._task = None
+                if self._on_idle is not None and not self._closing:
+                    self._on_idle()
 
 
 # -- REST pages ------------------------------------------------------------------------------------
 
 
-def agg_trade_pages(rest: RestClient, symbol: str) -> Callable[[int], Awaitable[Page[AggTrade]]]:
+def agg_trade_pages(rest: RestClient, symbol: str,
+                    limit: int = PAGE) -> Callable[[int], Awaitable[Page[AggTrade]]]:
     async def fetch(from_id: int) -> Page[AggTrade]:
         body = await rest.get("/api/v3/aggTrades", {"symbol": symbol, "fromId": from_id,
-                                                    "limit": PAGE}, 4)
+                                                    "limit": limit}, 4)
         rows = parse_rest_agg_trades(symbol, body)
-        return Page(rows, len(rows) < PAGE)
+        return Page(rows, len(rows) < limit)
 
     return fetch
 
 
 def closed_kline_pages(
-    rest: RestClient, symbol: str, interval: str
+    rest: RestClient, symbol: str, interval: str, limit: int = PAGE
 ) -> Callable[[int], Awaitable[Page[Kline]]]:
     async def fetch(start_time: int) -> Page[Kline]:
         body = await rest.get("/api/v3/klines", {"symbol": symbol, "interval": interval,
-                                                 "startTime": start_time, "limit": PAGE}, 2)
+                                                 "startTime": start_time, "limit": limit}, 2)
         rows = parse_rest_klines(symbol, interval, body, now_ms=time.time_ns() // 1_000_000)
         closed = [k for k in rows if k.closed]
-        return Page(closed, len(rows) < PAGE or len(closed) < len(rows))
+        return Page(closed, len(rows) < limit or len(closed) < len(rows))
 
     return fetch

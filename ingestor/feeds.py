@@ -11,13 +11,19 @@
   removes the copies a rotation overlap delivers twice.
 
 Two connections overlap during a rotation; these rules make the overlap invisible in Redis.
+
+Trades and candles are *inactive* while the ingestor is a standby of its group (live items are
+ignored: nothing would be published). :meth:`TradeFeeds.activate` / :meth:`KlineFeeds.activate`
+start them from the last ids Redis holds and fetch what followed over REST (a takeover, a
+start); :meth:`~TradeFeeds.restart` does the same for some sequences (the outage buffer dropped
+some of their items).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from ingestor.backfill import OrderedFeed, agg_trade_pages, closed_kline_pages
+from ingestor.backfill import PAGE, OrderedFeed, agg_trade_pages, closed_kline_pages
 from ingestor.binance.messages import AggTrade, BookTicker, Kline, Ticker24h
 from ingestor.gaps import SequenceTracker, kline_step
 from ingestor.metrics import IngestorMetrics
@@ -48,16 +54,20 @@ class TradeFeeds:
         self.sink = sink
         self.feeds = {
             symbol: OrderedFeed(
-                f"{symbol} aggTrades", SequenceTracker(), _trade_key, agg_trade_pages(rest, symbol),
-                self._emit, metrics, PRICE_UPDATE, max_wait=max_wait,
+                f"{symbol} aggTrades", SequenceTracker(), _trade_key,
+                agg_trade_pages(rest, symbol, sink.page_size(PAGE)), self._emit, metrics,
+                PRICE_UPDATE, max_wait=max_wait, room=sink.room_for_a_page,
             )
             for symbol in symbols
         }
+        self.active = False
 
     def _emit(self, trade: AggTrade, backfilled: bool) -> None:
         self.sink.put(normalize_agg_trade(trade), trade.event_time)
 
     def on_trade(self, trade: AggTrade) -> None:
+        if not self.active:
+            return
         feed = self.feeds.get(trade.symbol)
         if feed is not None:
             feed.on_live(trade)
@@ -66,6 +76,23 @@ class TradeFeeds:
         for symbol in symbols:
             if symbol in self.feeds:
                 self.feeds[symbol].catch_up()
+
+    def activate(self, last: Mapping[str, int]) -> None:
+        """Publish from now on, each symbol after its ``last`` trade id (none: from live)."""
+        for symbol in self.feeds:
+            self.restart(symbol, last.get(symbol))
+        self.active = True
+
+    def restart(self, symbol: str, last: int | None) -> None:
+        """Start ``symbol`` over after trade ``last`` and fetch what followed."""
+        feed = self.feeds[symbol]
+        feed.reset(last)
+        feed.catch_up()
+
+    def deactivate(self) -> None:
+        self.active = False
+        for feed in self.feeds.values():
+            feed.reset(None)
 
     async def close(self) -> None:
         for feed in self.feeds.values():
@@ -80,8 +107,9 @@ class _Candles:
         self.sink = sink
         self.closed = OrderedFeed(
             f"{symbol} klines {interval}", SequenceTracker(kline_step(interval)), _kline_key,
-            closed_kline_pages(rest, symbol, interval), self._emit, metrics, MARKET_DATA,
-            step=kline_step(interval)[0], max_wait=max_wait, on_idle=self._flush_open,
+            closed_kline_pages(rest, symbol, interval, sink.page_size(PAGE)), self._emit, metrics,
+            MARKET_DATA, step=kline_step(interval)[0], max_wait=max_wait, on_idle=self._flush_open,
+            room=sink.room_for_a_page,
         )
         self._last_open: tuple[int, int] = (-1, -1)
         self._pending_open: Kline | None = None
@@ -110,6 +138,12 @@ class _Candles:
         if pending is not None:
             self.on_kline(pending)
 
+    def reset(self, last: int | None) -> None:
+        """Start over after the closed candle opened at ``last`` (ms)."""
+        self.closed.reset(last)
+        self._last_open = (-1, -1)
+        self._pending_open = None
+
 
 class KlineFeeds:
     def __init__(self, symbols: Iterable[str], intervals: Iterable[str], rest: RestClient, sink: Sink,
@@ -118,11 +152,30 @@ class KlineFeeds:
             (symbol, interval): _Candles(symbol, interval, rest, sink, metrics, max_wait)
             for symbol in symbols for interval in intervals
         }
+        self.active = False
 
     def on_kline(self, kline: Kline) -> None:
+        if not self.active:
+            return
         candles = self.candles.get((kline.symbol, kline.interval))
         if candles is not None:
             candles.on_kline(kline)
+
+    def activate(self, last: Mapping[tuple[str, str], int]) -> None:
+        """Publish from now on, each (symbol, interval) after the open time ``last`` holds."""
+        for key in self.candles:
+            self.restart(key, last.get(key))
+        self.active = True
+
+    def restart(self, key: tuple[str, str], last: int | None) -> None:
+        candles = self.candles[key]
+        candles.reset(last)
+        candles.closed.catch_up()
+
+    def deactivate(self) -> None:
+        self.active = False
+        for candles in self.candles.values():
+            candles.reset(None)
 
     def catch_up(self, symbols: Iterable[str]) -> None:
         wanted = set(symbols)

@@ -108,8 +108,9 @@ class SequenceTracker:
         self.last: int | None = None  # highest value observed
         self.holes_dropped = 0
 
-    def seed(self, last: int) -> None:
-        """Start from a known last value (e.g. the last id published before a restart)."""
+    def seed(self, last: int | None) -> None:
+        """Start from a known last value (e.g. the last id published before a restart), or
+        from nothing (None: the next value observed is taken as it comes)."""
         self.last = last
         self._holes = []
 

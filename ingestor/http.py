@@ -6,7 +6,9 @@ its signal handling. Each connection serves one request (``Connection: close``).
 
 * ``/healthz``: 200 while the process runs.
 * ``/readyz``: 200 when every shard has a connection, no heartbeat stream is stale and Redis
-  takes writes; 503 otherwise. The JSON body lists each stream's age and which are stale.
+  takes writes; 503 otherwise. The JSON body lists each stream's age and which are stale, and
+  the group role (``role``: ``leader`` or ``standby``, ``token``, ``leader``, ``takeovers``): a
+  standby is ready (healthy, waiting to take over) though it publishes nothing.
 * ``/metrics``: Prometheus text format from the ingestor's own registry.
 """
 

@@ -43,6 +43,8 @@ class Live:
     connections: int
     stream_ages: dict[str, float]
     rest_used_weight: int
+    leader: bool = False
+    lease_token: int = 0
 
 
 class _LiveCollector(Collector):
@@ -82,6 +84,11 @@ class _LiveCollector(Collector):
         for stream, age in sorted(live.stream_ages.items()):
             ages.add_metric([stream], age)
         yield ages
+        yield GaugeMetricFamily(P + "leader", "1 while this ingestor leads its group (publishes), "
+                                "0 while it stands by", value=1 if live.leader else 0)
+        yield GaugeMetricFamily(P + "lease_token", "the group lease token of this ingestor's "
+                                "leadership (0: none); every publish carries it (fencing)",
+                                value=live.lease_token)
 
 
 class IngestorMetrics:
@@ -106,6 +113,12 @@ class IngestorMetrics:
                                          "client then waits Retry-After)", ["status"], registry=r)
         self.invalid_events = Counter(P + "invalid_events", "events refused by validation (a bug)",
                                       ["event_type"], registry=r)
+        self.takeovers = Counter(P + "takeovers", "times this ingestor became its group's leader "
+                                 "(and resumed from Redis)", registry=r)
+        self.step_downs = Counter(P + "step_downs", "times this ingestor stopped leading",
+                                  ["reason"], registry=r)
+        self.fenced = Counter(P + "fenced_publishes", "publishes Redis refused because a newer "
+                              "leader of the group raised the fence", registry=r)
         self.latency = Histogram(P + "publish_latency_seconds", "exchange event time to Redis "
                                  "acknowledgement", buckets=LATENCY_BUCKETS, registry=r)
         self._live: Callable[[], Live] = lambda: Live(0, 0, {}, 0)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ingestor.binance.streams import KLINE_INTERVALS, MAX_STREAMS_PER_CONNECTION
+from ingestor.lease import GROUP_NAME, check_timings, default_group
 from shared.publisher import PublishSettings
 from shared.settings import parse_duration, parse_size, setting
 
@@ -125,6 +126,22 @@ class IngestorSettings(PublishSettings):
     record: str | None = setting(
         None, env="RECORD", help="write every exchange message to this JSONL file (simulator replay format)",
     )
+    group: str = setting(
+        "", env="INGESTOR_GROUP",
+        help="ingestors of one group share a lease: one publishes, the others stand by; "
+             "empty: s- and a hash of the sorted SYMBOLS",
+    )
+    lease_ttl: float = setting(
+        3.0, env="LEASE_TTL", parse=parse_span,
+        help="the group's lease lapses this long after the leader's last renewal",
+    )
+    lease_renew: float = setting(
+        1.0, env="LEASE_RENEW", parse=parse_span, help="how often the leader renews the lease",
+    )
+    lease_retry: float = setting(
+        0.5, env="LEASE_RETRY", parse=parse_span,
+        help="how often a standby tries to take the lease",
+    )
 
     def __post_init__(self) -> None:
         PublishSettings.__post_init__(self)
@@ -152,6 +169,13 @@ class IngestorSettings(PublishSettings):
         self._check_ranges()
         if not self.node:
             object.__setattr__(self, "node", _default_node())
+        if not self.group:
+            object.__setattr__(self, "group", default_group(symbols))
+        elif not GROUP_NAME.fullmatch(self.group):
+            raise ValueError("INGESTOR_GROUP: letters, digits, '_', '-', '.' only (at most 64)")
+        problem = check_timings(self.lease_ttl, self.lease_renew, self.lease_retry)
+        if problem:
+            raise ValueError(problem)
 
     def _check_ranges(self) -> None:
         checks = {

@@ -18,6 +18,18 @@ and candles. Nothing is dropped below the bound.
 
 Order: events reach Redis in the order they were put (the two queues that make the drop policy
 are merged back by sequence number).
+
+Refetch: dropping a trade or a closed candle breaks its *sequence* (a symbol's trades, a symbol
+and interval's candles): the newer items of that sequence still buffered are dropped too, and so
+is every new one, so that nothing of it reaches Redis after the hole. At the first publish that
+succeeds afterwards (Redis is back), ``on_refetch`` names the broken sequences: the ingestor
+starts them over from the last id Redis holds and fetches the rest over REST (then
+:meth:`Sink.repair`). Books and tickers are snapshots: the next one replaces what was dropped.
+
+Roles: only the group's leader publishes. A standby's sink is inactive and takes nothing;
+:meth:`Sink.deactivate` (stepping down) forgets what is buffered and abandons the batch in
+flight: the next leader resumes from what Redis holds. A publish refused by the fence
+(:class:`~shared.errors.Fenced`: a newer leader exists) calls ``on_fenced``.
 """
 
 from __future__ import annotations
@@ -27,11 +39,13 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Final
 
+from ingestor.backfill import PAGE
 from ingestor.metrics import IngestorMetrics
 from ingestor.normalize import NormalizedEvent
-from shared.errors import ValidationError
+from shared.errors import Fenced, ValidationError
 from shared.events import Event
 from shared.publisher import AsyncPublisher
 
@@ -50,6 +64,25 @@ def is_state(event: NormalizedEvent) -> bool:
 
 
 Item = tuple[int, Event, int]  # sequence number, the event, its exchange time in ms (0 = unknown)
+SeqKey = tuple[str, ...]
+"""A sequence: ``("trades", symbol)`` or ``("candles", symbol, interval)``."""
+
+
+def sequence_of(event: Event) -> SeqKey | None:
+    """The sequence an event belongs to (open candles included: they follow the closed ones)."""
+    if event.event_type == "price_update":
+        return ("trades", event.symbol or "")
+    if event.event_type == "market_data" and event.data.get("kind") == "candle":
+        return ("candles", event.symbol or "", str(event.data.get("interval")))
+    return None
+
+
+def is_sequenced(event: Event) -> bool:
+    """Whether dropping ``event`` leaves a hole (a trade, a closed candle)."""
+    if event.event_type == "price_update":
+        return True
+    data = event.data
+    return event.event_type == "market_data" and data.get("kind") == "candle" and bool(data.get("closed"))
 
 
 class Sink:
@@ -61,29 +94,45 @@ class Sink:
         max_events: int,
         batch_max: int = 5000,
         report_after: float = 15.0,
+        active: bool = True,
+        on_fenced: Callable[[Fenced], None] | None = None,
+        on_refetch: Callable[[frozenset[SeqKey]], None] | None = None,
     ) -> None:
         self.publisher = publisher
         self.metrics = metrics
         self.max_events = max_events
         self.batch_max = max(1, min(batch_max, max_events // 2))
         self.report_after = report_after
+        self.active = active
+        """False on a standby: nothing is taken."""
+        self.on_fenced = on_fenced
+        self.on_refetch = on_refetch
         self._state: deque[Item] = deque()
         self._records: deque[Item] = deque()
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._progress = asyncio.Event()  # set whenever the buffer shrinks
         self._task: asyncio.Task[None] | None = None
+        self._abandoned: set[asyncio.Task[None]] = set()
         self._seq = 0
         self._in_flight = 0
         self._in_flight_since: float | None = None
         self._dropping_since: float | None = None
         self._dropped_in_episode = 0
+        self._broken: set[SeqKey] = set()
+        self._refetching: set[SeqKey] = set()
 
     # -- producer side (synchronous, never waits) ------------------------------------------------
 
     def put(self, event: NormalizedEvent, exchange_ms: int | None = None) -> None:
+        if not self.active:
+            return
         self._seq += 1
         item = (self._seq, Event(event.event_type, event.data, event.symbol), exchange_ms or 0)
+        if self._broken and sequence_of(item[1]) in self._broken:
+            self.metrics.counts.buffer_dropped[event.event_type] += 1  # refetched later
+            return
         (self._state if is_state(event) else self._records).append(item)
         if len(self._state) + len(self._records) + self._in_flight > self.max_events:
             self._drop_oldest()
@@ -95,11 +144,84 @@ class Sink:
         dropped = (self._state or self._records).popleft()[1]
         self.metrics.counts.buffer_dropped[dropped.event_type] += 1
         self._dropped_in_episode += 1
+        if is_sequenced(dropped):
+            self._break(dropped)
         now = time.monotonic()
         if self._dropping_since is None or now - self._dropping_since >= 10.0:
             log.error("Redis outage buffer full (%d events): dropping the oldest market data "
-                      "(%d dropped so far in this outage)", self.max_events, self._dropped_in_episode)
+                      "(%d dropped so far in this outage; trades and closed candles are fetched "
+                      "again once Redis is back)", self.max_events, self._dropped_in_episode)
             self._dropping_since = now
+
+    def _break(self, dropped: Event) -> None:
+        """A hole in ``dropped``'s sequence: hold back all of it until it is refetched."""
+        key = sequence_of(dropped)
+        if key is None or key in self._broken:
+            return
+        self._broken.add(key)
+        kept: deque[Item] = deque()
+        purged = 0
+        for item in self._records:
+            if sequence_of(item[1]) == key:
+                purged += 1
+                self.metrics.counts.buffer_dropped[item[1].event_type] += 1
+            else:
+                kept.append(item)
+        self._records = kept
+        log.warning("outage buffer: %s %s broken at %s: holding back its %d newer buffered "
+                    "event(s) and what follows until it is refetched", key[0], " ".join(key[1:]),
+                    _describe(dropped), purged)
+
+    def repair(self, keys: frozenset[SeqKey]) -> None:
+        """These sequences start over (the ingestor reset them to what Redis holds)."""
+        self._broken -= keys
+        self._refetching -= keys
+
+    @property
+    def broken(self) -> frozenset[SeqKey]:
+        return frozenset(self._broken)
+
+    # -- backfills -------------------------------------------------------------------------------
+
+    def page_size(self, wanted: int) -> int:
+        """The largest backfill page (up to ``wanted``) that fits in the buffer with room to
+        spare: a page goes into the buffer at once."""
+        return max(1, min(wanted, self.max_events // 4))
+
+    async def room_for_a_page(self) -> None:
+        """Wait until a backfill page fits in the buffer (Redis taking what is there)."""
+        need = self.page_size(PAGE)
+        while self.active and self.buffered + need > self.max_events:
+            self._progress.clear()
+            await self._progress.wait()
+
+    # -- roles -----------------------------------------------------------------------------------
+
+    def activate(self) -> None:
+        """Take events from now on (this ingestor leads its group)."""
+        self.active = True
+        self._broken.clear()
+        self._refetching.clear()
+
+    def deactivate(self) -> None:
+        """Stop taking events, forget the buffered ones and abandon the batch in flight."""
+        self.active = False
+        self._state.clear()
+        self._records.clear()
+        self._broken.clear()
+        self._refetching.clear()
+        self._dropped_in_episode = 0
+        self._dropping_since = None
+        task = self._task
+        if task is not None and self._in_flight and task is not asyncio.current_task():
+            task.cancel()  # a cancelled publish either ran (then it is in Redis) or did not
+            self._abandoned.add(task)
+            task.add_done_callback(self._abandoned.discard)
+            self._in_flight, self._in_flight_since = 0, None
+            self._task = asyncio.create_task(self._run(), name="ingestor-sink")
+        if not self._in_flight:
+            self._idle.set()
+        self._progress.set()
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -128,11 +250,12 @@ class Sink:
             return False
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in [self._task, *self._abandoned]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = None
         if self.buffered:
             log.error("stopping with %d events not written to Redis", self.buffered)
 
@@ -150,6 +273,7 @@ class Sink:
         return batch
 
     async def _run(self) -> None:
+        me = asyncio.current_task()
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
@@ -159,13 +283,10 @@ class Sink:
                 try:
                     await self._publish(batch)
                 finally:
-                    self._in_flight = 0
-                    self._in_flight_since = None
-            if self._dropped_in_episode:
-                log.warning("Redis reachable again; %d events were dropped while it was not",
-                            self._dropped_in_episode)
-                self._dropped_in_episode = 0
-                self._dropping_since = None
+                    if self._task is me:  # not abandoned by deactivate()
+                        self._in_flight = 0
+                        self._in_flight_since = None
+                        self._progress.set()
             if not self._state and not self._records:
                 self._idle.set()
 
@@ -176,9 +297,31 @@ class Sink:
         except ValidationError:
             await self._publish_one_by_one(batch)
             return
+        except Fenced as exc:
+            self._fenced(exc, len(batch))
+            return
         finally:
             stalled.cancel()
         self._account(batch)
+        self._back()
+
+    def _fenced(self, exc: Fenced, events: int) -> None:
+        self.metrics.fenced.inc()
+        log.error("%s; %d event(s) not written: stepping down to standby", exc, events)
+        if self.on_fenced is not None:
+            self.on_fenced(exc)
+
+    def _back(self) -> None:
+        """A publish succeeded: end an outage episode, ask for the refetch of broken sequences."""
+        if self._dropped_in_episode:
+            log.warning("Redis reachable again; %d events were dropped while it was not",
+                        self._dropped_in_episode)
+            self._dropped_in_episode = 0
+            self._dropping_since = None
+        waiting = frozenset(self._broken - self._refetching)
+        if waiting and self.on_refetch is not None:
+            self._refetching |= waiting
+            self.on_refetch(waiting)
 
     def _report_stall(self) -> None:
         log.error("Redis unreachable for %g s: holding events until it is back (%d buffered, "
@@ -195,7 +338,7 @@ class Sink:
 
     async def _publish_one_by_one(self, batch: list[Item]) -> None:
         """A batch was refused: isolate the invalid event(s), publish the rest."""
-        for item in batch:
+        for index, item in enumerate(batch):
             event = item[1]
             try:
                 await self.publisher.publish_many([event])
@@ -203,4 +346,15 @@ class Sink:
                 self.metrics.invalid_events.labels(event.event_type).inc()
                 log.error("event refused by validation, dropped: %s (data %.200r)", exc, event.data)
                 continue
+            except Fenced as exc:
+                self._fenced(exc, len(batch) - index)
+                return
             self._account([item])
+        self._back()
+
+
+def _describe(event: Event) -> str:
+    data = event.data
+    if event.event_type == "price_update":
+        return f"trade {data.get('trade_id')}"
+    return f"candle {data.get('open_time')}"

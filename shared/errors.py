@@ -11,6 +11,8 @@ The tree::
     │   └── PrivateEventWithoutUser
     ├── InvalidOffset            an offset that is not ``<ms>-<seq>``
     ├── CodecError               a stream entry or frame that cannot be decoded
+    ├── Fenced                   a publish carried a lease token older than the type's fence
+                                 (a stale ingestor leader: nothing written, not retried)
     └── RedisUnavailable         Redis could not be reached within the retry budget
         └── NotReplicated        PUBLISH_MIN_REPLICAS replicas did not confirm a publish in time
 
@@ -68,11 +70,41 @@ class CodecError(TickstreamError):
     code = "bad_request"
 
 
+class Fenced(TickstreamError):
+    """The publish script refused a lease token older than the one stored for its group.
+
+    A newer leader of the same ingestor group has raised the fence of the event type: this
+    publisher lost its lease (paused, partitioned) and must stop writing. Nothing was written;
+    retrying cannot help.
+    """
+
+    code = "fenced"
+
+    def __init__(self, message: str, group: str = "", fence: int = 0, token: int = 0) -> None:
+        super().__init__(message)
+        self.group = group
+        self.fence = fence
+        """The token stored in Redis (the current leader's)."""
+        self.token = token
+        """The token this publish carried."""
+
+    @classmethod
+    def from_reply(cls, reply: str, event_type: str = "") -> Fenced:
+        """From the script's error reply ``FENCED <group> <fence> <token>``."""
+        parts = reply.split()
+        try:
+            group, fence, token = parts[1], int(parts[2]), int(parts[3])
+        except (IndexError, ValueError):
+            return cls(f"publish refused: {reply}")
+        where = f" of {event_type}" if event_type else ""
+        return cls(f"Fenced: lease token {token} of group {group} is older than the fence{where} "
+                   f"({fence}): a newer leader publishes", group, fence, token)
+
+
 class RedisUnavailable(TickstreamError):
     """Redis could not be reached within the retry budget."""
 
     code = "unavailable"
-
 
 
 class NotReplicated(RedisUnavailable):

@@ -8,14 +8,21 @@ atomically:
 
 1. If this producer's call sequence number was already recorded (a retry after a lost reply),
    return the offsets recorded then and write nothing.
-2. If the stream does not exist, record a new epoch in its meta hash (unless a subscriber
+2. **Fencing** (only for a publisher with a ``fence``, ``(group, token)``: an ingestor leader):
+   a token older than the one the type's fence hash holds for the group is refused with the
+   error ``FENCED <group> <stored> <token>`` (:class:`shared.errors.Fenced`), nothing written;
+   a newer one is stored. :data:`FENCE_SCRIPT` raises the fence without publishing.
+3. If the stream does not exist, record a new epoch in its meta hash (unless a subscriber
    reserved one, see :data:`RESERVE_SCRIPT`) and say so in the reply, so that the publisher
    registers the type in the type set (another hash slot: not touched by the script).
-3. For each event (they all travel in ``ARGV[8]``, one msgpack array of
-   ``[idempotency key name or "", data, symbol, user]``): an idempotency key seen within its
-   window returns the first offset; otherwise ``XADD`` (trimming by count), remember the key.
-4. Trim by age (``XTRIM MINID ~``), record the call's result under its sequence number, and
-   forget the records of calls the producer no longer has in flight.
+4. For each event (they all travel in ``ARGV[8]``, one msgpack array of
+   ``[idempotency key name or "", data, symbol, user]``, plus ``mark, id`` when the publisher
+   has a ``marker``): an idempotency key seen within its window returns the first offset;
+   otherwise ``XADD`` (trimming by count), remember the key.
+5. Trim by age (``XTRIM MINID ~``), record the call's result under its sequence number, and
+   forget the records of calls the producer no longer has in flight. Each mark's highest id
+   goes into the type's ``last`` hash (where a restarted ingestor resumes: written in the same
+   script as the entries, so it never runs ahead of or behind the stream).
 
 The reply is ``[created, offset, ...]``. Every key a call touches carries the event type's hash
 tag, so a call runs on the one Redis Cluster node that owns the type.
@@ -37,11 +44,15 @@ from shared.retention import RetentionPolicy
 MAX_EVENTS_PER_CALL = 1000
 PRODUCER_RECORD_TTL_MS = 600_000
 
+Marker = Callable[[Event], "tuple[str, int] | None"]
+"""An event -> ``(sequence name, id)`` for the type's ``last`` hash, or None."""
+
 PUBLISH_SCRIPT = """
-local stream, meta, producer = KEYS[1], KEYS[2], KEYS[3]
+local stream, meta, producer, fence, last = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local seq, floor = ARGV[1], ARGV[2]
 local maxlen, maxage, idem_ms = ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local new_epoch, record_ttl = ARGV[6], ARGV[7]
+local group, token = ARGV[9], ARGV[10]
 
 local recorded = redis.call('ZRANGEBYSCORE', producer, seq, seq)
 if #recorded > 0 then
@@ -52,6 +63,14 @@ if #recorded > 0 then
     out[#out + 1] = offset
   end
   return out
+end
+
+if group ~= '' then
+  local stored = redis.call('HGET', fence, group) or '0'
+  if tonumber(token) < tonumber(stored) then
+    return redis.error_reply('FENCED ' .. group .. ' ' .. stored .. ' ' .. token)
+  end
+  if tonumber(token) > tonumber(stored) then redis.call('HSET', fence, group, token) end
 end
 
 local t = redis.call('TIME')
@@ -70,9 +89,15 @@ elseif redis.call('HEXISTS', meta, 'epoch') == 0 then
 end
 
 local out = {created}
+local marks, marked = {}, {}
 local events = cmsgpack.unpack(ARGV[8])
 for i = 1, #events do
   local idem, data, symbol, user = events[i][1], events[i][2], events[i][3], events[i][4]
+  local mark = events[i][5]
+  if mark then
+    if not marks[mark] then marked[#marked + 1] = mark end
+    marks[mark] = events[i][6]
+  end
   local offset = false
   if idem ~= '' then offset = redis.call('GET', idem) end
   if not offset then
@@ -89,11 +114,32 @@ end
 if maxage > 0 then
   redis.call('XTRIM', stream, 'MINID', '~', now - maxage)
 end
+for i = 1, #marked do
+  local field, id = marked[i], marks[marked[i]]
+  local stored = redis.call('HGET', last, field)
+  if not stored or tonumber(id) > tonumber(stored) then redis.call('HSET', last, field, id) end
+end
 redis.call('ZADD', producer, seq, seq .. '|' .. table.concat(out, ',', 2))
 redis.call('ZREMRANGEBYSCORE', producer, '-inf', '(' .. floor)
 redis.call('PEXPIRE', producer, record_ttl)
 return out
 """
+
+FENCE_SCRIPT = """
+local stored = redis.call('HGET', KEYS[1], ARGV[1]) or '0'
+if tonumber(ARGV[2]) < tonumber(stored) then
+  return redis.error_reply('FENCED ' .. ARGV[1] .. ' ' .. stored .. ' ' .. ARGV[2])
+end
+if tonumber(ARGV[2]) > tonumber(stored) then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return stored
+"""
+"""Raise the fence of one event type for a group (``KEYS[1]`` = its fence hash, ``ARGV`` =
+group, token) without publishing: a new leader does it for every type it publishes before
+anything else, so a stale leader is refused everywhere at once. Refused like a publish when
+the token is older than the stored one; the reply is the token stored before."""
+
+FENCED_PREFIX = "FENCED "
+"""How the scripts' refusal starts (the error reply's first word is its code)."""
 
 NEW_EPOCH_SCRIPT = """
 local meta = KEYS[1]
@@ -174,12 +220,22 @@ class Planner:
     policy: EventPolicy = DEFAULT_POLICY
     idempotency_window_ms: int = 86_400_000
     producer_id: str = field(default_factory=lambda: os.urandom(8).hex())
+    fence: tuple[str, int] | None = None
+    """``(group, lease token)``: every call is refused once a newer token of the group has
+    published (or raised the fence of) its type. None: not fenced (the default)."""
+    marker: Marker | None = None
+    """Names the sequence an event belongs to and its id there, kept per type in the ``last``
+    hash by the script (the ingestor's trade ids and closed candles). None: no marks."""
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _in_flight: set[int] = field(default_factory=set)
 
     def plan(self, events: Iterable[Event]) -> PublishPlan:
         """Validate every event first (nothing is written if one is invalid), then group."""
+        marker = self.marker
+        if marker is not None:
+            events = list(events)
         prepared = [prepare(event, self.policy) for event in events]
+        marks = [marker(event) for event in events] if marker is not None else None
         by_type: dict[str, list[int]] = {}
         for index, event in enumerate(prepared):
             by_type.setdefault(event.event_type, []).append(index)
@@ -187,10 +243,12 @@ class Planner:
         for event_type, positions in by_type.items():
             for start in range(0, len(positions), MAX_EVENTS_PER_CALL):
                 chunk = positions[start:start + MAX_EVENTS_PER_CALL]
-                calls.append(self._call(event_type, [prepared[i] for i in chunk], chunk))
+                calls.append(self._call(event_type, [prepared[i] for i in chunk], chunk,
+                                        None if marks is None else [marks[i] for i in chunk]))
         return PublishPlan(calls, len(prepared))
 
-    def _call(self, event_type: str, events: list[PreparedEvent], positions: list[int]) -> ScriptCall:
+    def _call(self, event_type: str, events: list[PreparedEvent], positions: list[int],
+              marks: list[tuple[str, int] | None] | None = None) -> ScriptCall:
         seq = next(self._seq)
         self._in_flight.add(seq)
         retention = self.retention.for_type(event_type)
@@ -201,15 +259,23 @@ class Planner:
         ]
         # All events travel as one msgpack argument: far cheaper to send than 4 per event.
         # Packed without the bin type: Redis' cmsgpack (Lua) only reads the old raw type.
-        args.append(msgpack.packb([
+        rows: list[tuple[str | bytes, ...]] = [
             (keys.idempotency(event_type, e.idempotency_key) if e.idempotency_key else "",
              e.payload, e.symbol, e.user)
             for e in events
-        ], use_bin_type=False))
+        ]
+        if marks is not None:
+            for index, mark in enumerate(marks):
+                if mark is not None:
+                    rows[index] = (*rows[index], mark[0], str(mark[1]))
+        args.append(msgpack.packb(rows, use_bin_type=False))
+        group, token = self.fence if self.fence is not None else ("", 0)
+        args += [group, token]
         return ScriptCall(
             seq,
             event_type,
-            [keys.stream(event_type), keys.meta(event_type), keys.producer(event_type, self.producer_id)],
+            [keys.stream(event_type), keys.meta(event_type), keys.producer(event_type, self.producer_id),
+             keys.fence(event_type), keys.last(event_type)],
             args,
             positions,
         )

@@ -20,6 +20,11 @@ When the connection to Redis fails, the call is retried with jittered backoff un
 ``retry_timeout`` has passed, then :class:`~shared.errors.RedisUnavailable` is raised. A retry
 never publishes twice: each call carries this publisher's id and a sequence number, and the
 script answers a repeated sequence number with the offsets it recorded the first time.
+
+Fencing (the ingestor group): with ``publisher.fence = (group, token)`` every call carries the
+lease token, and the script refuses it with :class:`~shared.errors.Fenced` (not retried) once a
+newer token of the group has published the type or raised its fence
+(:meth:`AsyncPublisher.raise_fence`). Publishers without a fence are never refused.
 """
 
 from __future__ import annotations
@@ -33,13 +38,21 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from shared.backoff import delays
-from shared.errors import NotReplicated, RedisUnavailable
+from shared.errors import Fenced, NotReplicated, RedisUnavailable
 from shared.events import Event, EventPolicy
 from shared.keys import Keys
-from shared.publish_plan import PUBLISH_SCRIPT, Planner, PublishPlan, ScriptCall
+from shared.publish_plan import (
+    FENCE_SCRIPT,
+    FENCED_PREFIX,
+    PUBLISH_SCRIPT,
+    Marker,
+    Planner,
+    PublishPlan,
+    ScriptCall,
+)
 from shared.redisconn import RETRYABLE_ERRORS
 from shared.retention import RetentionPolicy, parse_retention
 from shared.settings import CommonSettings, Secret, parse_duration, setting
@@ -123,7 +136,10 @@ class _Attempt:
         for reply in replies:
             if isinstance(reply, NoScriptError):
                 missing = True
-            elif isinstance(reply, Exception):
+            elif isinstance(reply, ResponseError) and str(reply).startswith(FENCED_PREFIX):
+                raise Fenced.from_reply(str(reply), node)
+        for reply in replies:
+            if isinstance(reply, Exception) and not isinstance(reply, NoScriptError):
                 raise reply
         if missing:
             return None
@@ -192,6 +208,50 @@ class AsyncPublisher:
     @classmethod
     def from_settings(cls, settings: PublishSettings) -> AsyncPublisher:
         return cls.from_url(settings.redis_url, settings)
+
+    @property
+    def fence(self) -> tuple[str, int] | None:
+        """``(group, lease token)`` carried by every publish from now on; None: not fenced."""
+        return self._planner.fence
+
+    @fence.setter
+    def fence(self, value: tuple[str, int] | None) -> None:
+        self._planner.fence = value
+
+    @property
+    def marker(self) -> Marker | None:
+        """Maps an event to ``(sequence, id)`` for the type's ``last`` hash (see publish_plan)."""
+        return self._planner.marker
+
+    @marker.setter
+    def marker(self, value: Marker | None) -> None:
+        self._planner.marker = value
+
+    async def raise_fence(self, event_types: Iterable[str]) -> dict[str, int]:
+        """Store this publisher's token as the fence of each type, without publishing.
+
+        Returns the token each type held before. Raises :class:`~shared.errors.Fenced` when a
+        type already holds a newer token, and the Redis error when a node cannot be reached
+        (one attempt per type: the caller decides when to try again).
+        """
+        if self.fence is None:
+            raise ValueError("raise_fence needs a fence: set publisher.fence = (group, token)")
+        group, token = self.fence
+        before: dict[str, int] = {}
+        for event_type in event_types:
+            key = self._keys.fence(event_type)
+            try:
+                client = await self.topology.client_for(key)
+                reply = await client.eval(FENCE_SCRIPT, 1, key, group, token)
+            except ResponseError as exc:
+                if str(exc).startswith(FENCED_PREFIX):
+                    raise Fenced.from_reply(str(exc), event_type) from None
+                raise
+            except RETRYABLE_ERRORS:
+                await self._refresh()
+                raise
+            before[event_type] = int(reply)
+        return before
 
     async def publish(
         self, event_type: str, data: Mapping[str, Any], symbol: str | None = None,
@@ -285,6 +345,16 @@ class Publisher:
     @classmethod
     def from_url(cls, url: str, settings: PublishSettings | None = None) -> Publisher:
         return cls(SyncTopology(url, name="tickstream-publisher"), settings)
+
+    @property
+    def fence(self) -> tuple[str, int] | None:
+        """``(group, lease token)`` carried by every publish (see :class:`AsyncPublisher`)."""
+        return self._planner.fence
+
+    @fence.setter
+    def fence(self, value: tuple[str, int] | None) -> None:
+        with self._lock:
+            self._planner.fence = value
 
     def publish(
         self, event_type: str, data: Mapping[str, Any], symbol: str | None = None,

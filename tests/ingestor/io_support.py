@@ -86,6 +86,14 @@ class Stack:
         ids = await self.trade_ids(symbol)
         return bool(ids) and ids[-1] == self.sim.state.last_agg_trade_id(symbol)
 
+    async def wait_exchange_trades(self, count: int, timeout: float = 15.0) -> None:
+        """Let the exchange make ``count`` more aggregate trades (all symbols together)."""
+        def total() -> int:
+            return sum(self.sim.state.last_agg_trade_id(s) or 0 for s in self.settings.symbols)
+
+        start = total()
+        await until(lambda: total() >= start + count, timeout, f"{count} more trades on the exchange")
+
     async def wait_trades(self, symbol: str, count: int, timeout: float = 10.0) -> list[int]:
         async def enough() -> list[int] | None:
             ids = await self.trade_ids(symbol)
