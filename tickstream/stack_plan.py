@@ -63,6 +63,10 @@ class UpSettings:
     port: int = setting(DEFAULT_PORT, env="PORT",
                         help="port every gateway listens on (SO_REUSEPORT); 0 = a free port")
     gateways: int = setting(2, env="TICKSTREAM_GATEWAYS", help="number of gateway processes")
+    ingestors: int = setting(
+        1, env="TICKSTREAM_INGESTORS",
+        help="number of ingestor processes: one leader, the others standbys that take over",
+    )
     redis_url: Secret = setting(
         Secret(""), env="REDIS_URL",
         help="use this Redis instead of starting a private redis-server",
@@ -108,6 +112,8 @@ class UpSettings:
     def __post_init__(self) -> None:
         if not 1 <= self.gateways <= 64:
             raise ValueError("TICKSTREAM_GATEWAYS: expected 1 to 64 gateways")
+        if not 1 <= self.ingestors <= 8:
+            raise ValueError("TICKSTREAM_INGESTORS: expected 1 to 8 ingestors")
         for name, port in (("PORT", self.port), ("TICKSTREAM_REDIS_PORT", self.redis_port),
                            ("TICKSTREAM_INGESTOR_PORT", self.ingestor_port),
                            ("TICKSTREAM_SIMULATOR_PORT", self.simulator_port)):
@@ -200,6 +206,7 @@ class Plan:
     ingestor_node: str
     gateway_stop: float
     ingestor_stop: float
+    standby_ingestors: list[tuple[str, int]] = field(default_factory=list)  # (node, port)
     notes: list[str] = field(default_factory=list)
     redis: RedisLayout | None = None
     """The private Redis (``None`` with ``REDIS_URL``)."""
@@ -622,5 +629,7 @@ def build_plan(settings: UpSettings, simulate: bool, environ: Mapping[str, str])
         ingestor_node=ingestor_node,
         gateway_stop=max(settings.stop_timeout, gateway.shutdown_grace + STOP_MARGIN),
         ingestor_stop=max(settings.stop_timeout, ingestor.shutdown_grace + STOP_MARGIN),
+        standby_ingestors=[(f"{ingestor_node}-{i}", _free_port("127.0.0.1"))
+                           for i in range(2, settings.ingestors + 1)],
         notes=notes, redis=layout, redis_cli=redis_cli,
     )

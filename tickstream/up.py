@@ -39,6 +39,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -144,17 +145,22 @@ def _specs(plan: Plan, probes: HttpProbes) -> dict[str, ChildSpec]:
             "simulator", sim, env, lambda since: probes.ok(f"{sim_url}/api/v3/ping"), stage=2,
             stop_timeout=plan.settings.stop_timeout, address=sim_url, note="Binance-compatible, offline",
         )
-    ingestor = [*py, "ingestor", "--host", "127.0.0.1", "--port", str(plan.ingestor_port),
-                "--node", plan.ingestor_node]
-    if plan.simulate:
-        ingestor += ["--binance-ws-url", f"ws://127.0.0.1:{plan.simulator_port}",
-                     "--binance-rest-url", f"http://127.0.0.1:{plan.simulator_port}"]
-    ingestor_url = f"http://127.0.0.1:{plan.ingestor_port}"
-    specs["ingestor"] = ChildSpec(
-        "ingestor", ingestor, env, lambda since: probes.ok(f"{ingestor_url}/readyz"), stage=1,
-        stop_timeout=plan.ingestor_stop, address=f"{ingestor_url}/readyz",
-        note="simulator" if plan.simulate else "Binance",
-    )
+    # One ingestor, or a group (--ingestors N): same SYMBOLS, one lease; the first to take it
+    # publishes, the others stand by.
+    members = [("ingestor", plan.ingestor_node, plan.ingestor_port)]
+    members += [(f"ingestor-{i}", node, port)
+                for i, (node, port) in enumerate(plan.standby_ingestors, 2)]
+    for name, node, port in members:
+        ingestor = [*py, "ingestor", "--host", "127.0.0.1", "--port", str(port), "--node", node]
+        if plan.simulate:
+            ingestor += ["--binance-ws-url", f"ws://127.0.0.1:{plan.simulator_port}",
+                         "--binance-rest-url", f"http://127.0.0.1:{plan.simulator_port}"]
+        ingestor_url = f"http://127.0.0.1:{port}"
+        specs[name] = ChildSpec(
+            name, ingestor, env, partial(probes.ok, f"{ingestor_url}/readyz"), stage=1,
+            stop_timeout=plan.ingestor_stop, address=f"{ingestor_url}/readyz",
+            note=("simulator" if plan.simulate else "Binance") + (" (group)" if len(members) > 1 else ""),
+        )
     readyz = f"{plan.base_url}/readyz"
     for index, node in enumerate(plan.gateway_nodes, 1):
         specs[f"gateway-{index}"] = ChildSpec(
@@ -314,11 +320,14 @@ async def _bring_up(sup: Supervisor, plan: Plan, specs: dict[str, ChildSpec], wi
         await sup.start(specs["simulator"])
         if not await must_be_ready("simulator"):
             return
-    await sup.start(specs["ingestor"])
+    ingestors = [name for name in specs if name == "ingestor" or name.startswith("ingestor-")]
+    for name in ingestors:
+        await sup.start(specs[name])
     if not await must_be_ready(*gateways):
         return
     # The ingestor may wait on Binance: report it in the table rather than give up.
-    missing = await sup.wait_ready([sup.children["ingestor"]], deadline - time.monotonic())
+    missing = await sup.wait_ready([sup.children[name] for name in ingestors],
+                                   deadline - time.monotonic())
     if missing and not sup.stop_requested.is_set():
         hint = "" if plan.simulate else "; offline? use --simulate (make demo)"
         sup.report(f"the ingestor is not ready after {within:g} s (see its lines above); "

@@ -108,7 +108,8 @@ def healthcheck_url(service: str) -> str:
 
 
 def test_the_services_the_contract_names() -> None:
-    assert set(SERVICES) == {"redis", "ingestor", "gateway", "haproxy", "simulator", *HA_SERVICES}
+    assert set(SERVICES) == {"redis", "ingestor", "ingestor-b", "gateway", "haproxy", "simulator",
+                             *HA_SERVICES}
     assert SERVICES["simulator"]["profiles"] == ["simulate"]
     assert all(SERVICES[name]["profiles"] == ["ha"] for name in HA_SERVICES)
     assert all("profiles" not in s for name, s in SERVICES.items()
@@ -429,3 +430,11 @@ def test_every_runtime_dependency_is_pinned_by_the_lock() -> None:
     assert {"uvicorn", "uvloop", "httptools", "hiredis", "cryptography", "httpx"} <= seen  # extras walked
     missing = sorted(seen - pinned - {"tickstream"})
     assert missing == [], f"runtime dependencies not in requirements.lock: {missing}"
+
+
+def test_two_ingestors_form_one_group() -> None:
+    a, b = SERVICES["ingestor"], SERVICES["ingestor-b"]
+    assert a["command"] == b["command"] == ["ingestor"]
+    shared = {k: v for k, v in a["environment"].items() if k != "NODE_ID"}
+    assert {k: v for k, v in b["environment"].items() if k != "NODE_ID"} == shared  # same group
+    assert a["environment"]["NODE_ID"] != b["environment"]["NODE_ID"]  # own health keys
