@@ -24,6 +24,7 @@ SEND_NOW = "tickstream.send_now"  # ASGI extension: synchronous frame writes (ga
 
 MAX_SYMBOLS = 1000
 MAX_LAST = 100_000
+MIN_CONFLATE_MS, MAX_CONFLATE_MS = 10, 60_000
 
 MsgId = str | int | float | None
 
@@ -44,6 +45,7 @@ class Subscribe:
     since: Offset | None
     epoch: str | None
     last: int | None
+    conflate_ms: int | None = None  # at most one event per symbol per this many ms (the newest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +118,14 @@ def _subscribe(obj: dict[str, Any], msg_id: MsgId) -> Subscribe:
         raise ClientError("bad_request", f"'last' must be an integer from 0 to {MAX_LAST}", msg_id)
     if epoch is not None and (not isinstance(epoch, str) or len(epoch) > 64):
         raise ClientError("bad_request", "'epoch' must be a string", msg_id)
-    return Subscribe(msg_id, event_type, symbols, since, epoch or None, last)
+    conflate_ms = obj.get("conflate_ms")
+    if conflate_ms is not None and (
+        not isinstance(conflate_ms, int) or isinstance(conflate_ms, bool)
+        or not MIN_CONFLATE_MS <= conflate_ms <= MAX_CONFLATE_MS
+    ):
+        raise ClientError("bad_request", f"'conflate_ms' must be an integer from {MIN_CONFLATE_MS} "
+                          f"to {MAX_CONFLATE_MS}", msg_id)
+    return Subscribe(msg_id, event_type, symbols, since, epoch or None, last, conflate_ms)
 
 
 def parse(frame: str | bytes, binary: bool) -> Command:

@@ -31,7 +31,7 @@ from gateway import protocol as p
 from gateway.broker import Entry, StreamState
 from gateway.hub import Encoded
 from gateway.recovery import can_recover, merge, position_before
-from gateway.subscription import Subscription
+from gateway.subscription import ConflatedSubscription, Subscription
 from gateway.writer import Frame, Writer
 from shared.backoff import delays
 from shared.logsetup import ConnLogger
@@ -112,6 +112,8 @@ class ReplayMixin:
 
     def _reply(self, sub: Subscription, reply: dict[str, Any]) -> None:
         sub.replied = True
+        if isinstance(sub, ConflatedSubscription):
+            reply["conflate_ms"] = sub.conflate_ms
         self.send_control(reply)
 
     async def _go_live(self, sub: Subscription) -> None:
@@ -119,16 +121,22 @@ class ReplayMixin:
 
         Delivering may wait for the client to drain; live events arriving meanwhile join the
         buffer, so the loop runs until it is empty at a moment with nothing left to await.
+        A conflated subscription holds the buffered events with the replayed ones and sends
+        the newest of each symbol now, as it goes live (nothing is awaited on that path).
         """
         while True:
             buffered, sub.buffer, sub.buffer_bytes = sub.buffer, [], 0
             events = merge((), buffered, sub.last)
             if events:
                 sub.last = events[-1].pos
-                if not await self._push_paced([e.wire(sub.binary) for e in events], events[0].ts):
+                if isinstance(sub, ConflatedSubscription):
+                    sub.hold(events)
+                elif not await self._push_paced([e.wire(sub.binary) for e in events], events[0].ts):
                     return
             if not sub.buffer:
                 sub.recovering = False
+                if isinstance(sub, ConflatedSubscription):
+                    sub.release()
                 return
 
     async def _push_paced(self, frames: list[Frame], ts: int = 0) -> bool:
@@ -174,6 +182,7 @@ class ReplayMixin:
                 return None
             delivered += count
             sub.last = page[-1].pos
+            await asyncio.sleep(0)  # pages from shared history never wait: let others run
             scanned += len(page)
             if scanned >= settings.replay_max_events:
                 # More than one connection may carry: the client resumes from what it got.
@@ -203,12 +212,35 @@ class ReplayMixin:
 
     async def _deliver(self, sub: Subscription, items: list[Entry]) -> int | None:
         """Queue the replayed entries this subscription may see; None if the session closed."""
+        if isinstance(sub, ConflatedSubscription):
+            return await self._hold(sub, items)
         binary = sub.binary
-        frames = [Encoded(item).wire(binary) for item in items
+        frames = [Encoded.of(item).wire(binary) for item in items
                   if sub.matches(item) and self.can_see(item.entry.user)]
         if frames and not await self._push_paced(frames):
             return None
         return len(frames)
+
+    async def _hold(self, sub: ConflatedSubscription, items: list[Entry]) -> int | None:
+        """A conflated replay holds the entries (the newest per symbol goes out at go-live).
+
+        A replay that reaches ``REPLAY_MAX_EVENTS`` is cut with 4008 after this page, and the
+        client resumes from the last event it received: what is held goes out first, and is
+        written before the close, so the next connection starts past it instead of again.
+        """
+        kept = [Encoded.of(item) for item in items if sub.matches(item) and self.can_see(item.entry.user)]
+        sub.hold(kept)
+        sub.scanned += len(items)
+        if sub.scanned >= self.node.settings.replay_max_events:
+            sub.scanned = 0
+            held = sub.conflater.flush(asyncio.get_running_loop().time())
+            if held:
+                if not await self._push_paced([e.wire(sub.binary) for e in held], held[0].ts):
+                    return None
+                await self.writer.wait_below(0.0)
+                if self.closed:
+                    return None
+        return len(kept)
 
     async def _with_retry(self, call: Callable[[], Awaitable[Any]]) -> Any:
         """Redis calls made for a subscribe wait out a Redis outage (the connection stays)."""

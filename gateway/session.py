@@ -8,6 +8,7 @@ subscription starts (history, then live) is in :mod:`gateway.replay`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import protocol as p
 from gateway.auth import AuthError, Principal
 from gateway.replay import ReplayMixin
-from gateway.subscription import Subscription
+from gateway.subscription import Subscription, make_subscription
 from gateway.writer import Frame, Writer
 from shared.logsetup import conn_logger
 
@@ -171,6 +172,8 @@ class Session(ReplayMixin):
         self.closed = True
         self.writer.close()
         self.node.hub.remove(self)
+        for sub in self.subs.values():
+            sub.close()
         tasks = [task for task, _ in self._pending.values()]
         for task in tasks:
             task.cancel()
@@ -260,6 +263,7 @@ class Session(ReplayMixin):
                                           "cancelled by a later request before it started", msg_id))
         if sub is not None:
             self.node.hub.unindex(sub)
+            sub.close()
 
     def _subscribe(self, command: p.Subscribe) -> None:
         settings = self.node.settings
@@ -271,12 +275,12 @@ class Session(ReplayMixin):
                                 "first", command.id)
         previous = self.subs.get(command.event_type)
         if previous is not None and command.since is None and command.last is None \
-                and previous.last != (0, 0):
+                and previous.position != (0, 0):
             # A new filter for a running subscription: continue from where it stands, no gap.
-            command = p.Subscribe(command.id, command.event_type, command.symbols, previous.last,
-                                  None, None)
+            # (The new request's conflate_ms applies: subscribing again without it turns it off.)
+            command = dataclasses.replace(command, since=previous.position, epoch=None, last=None)
         self._drop(command.event_type)
-        sub = Subscription(self, command.event_type, command.symbols)
+        sub = make_subscription(self, command.event_type, command.symbols, command.conflate_ms)
         self.subs[command.event_type] = sub
         self.node.hub.index(sub)  # from here on, live events are captured
         self.node.reader.watch(command.event_type)

@@ -20,7 +20,7 @@ SANS_IO = ["ingestor/binance", "ingestor/orderbook.py", "ingestor/normalize.py",
            "ingestor/gaps.py", "shared/publish_plan.py", "shared/events.py", "shared/schemas.py",
            "shared/client/wire.py", "shared/client/model.py", "shared/client/tokens.py",
            "shared/client/options.py", "shared/client/errors.py", "gateway/recovery.py",
-           "gateway/protocol.py", "ingestor/lease.py"]
+           "gateway/protocol.py", "ingestor/lease.py", "gateway/conflate.py"]
 IO_MODULES = {"asyncio", "socket", "websockets", "redis", "httpx", "uvicorn", "starlette"}
 
 

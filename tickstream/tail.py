@@ -9,7 +9,8 @@ with a non-zero status.
 ``--since OFFSET`` needs exactly one EVENT_TYPE (offsets are ordered per type, so one offset
 cannot mean anything for two types); with several types give ``--since TYPE=OFFSET`` once per
 type that should replay; the others start live (or with ``--last N``, which applies to every
-type).
+type). ``--conflate-ms N`` asks the gateway for at most one event per symbol per N ms, the
+newest (every type; kept across reconnects).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 DEFAULT_URL = "ws://127.0.0.1:8080/ws"
 MAX_LAST = 100_000
+MIN_CONFLATE_MS, MAX_CONFLATE_MS = 10, 60_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class Plan:
     format: str = "json"
     batch: bool = True
     quiet: bool = False
+    conflate_ms: int | None = None
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +64,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                                       f"(env TICKSTREAM_URL, default {DEFAULT_URL})")
     parser.add_argument("--token", help="JWT for private events (env TICKSTREAM_TOKEN)")
     parser.add_argument("--count", type=int, metavar="N", help="exit after printing N events")
+    parser.add_argument("--conflate-ms", type=int, metavar="N",
+                        help="at most one event per symbol every N ms, the newest "
+                             f"({MIN_CONFLATE_MS} to {MAX_CONFLATE_MS})")
     parser.add_argument("--format", choices=("json", "msgpack"), default="json",
                         help="wire format (default json; the output is JSON either way)")
     parser.add_argument("--no-batch", dest="batch", action="store_false",
@@ -94,6 +100,9 @@ def plan_from(args: argparse.Namespace) -> Plan:
         raise ConfigError(f"--last must be from 0 to {MAX_LAST}")
     if args.count is not None and args.count < 1:
         raise ConfigError("--count must be at least 1")
+    conflate_ms = getattr(args, "conflate_ms", None)
+    if conflate_ms is not None and not MIN_CONFLATE_MS <= conflate_ms <= MAX_CONFLATE_MS:
+        raise ConfigError(f"--conflate-ms must be from {MIN_CONFLATE_MS} to {MAX_CONFLATE_MS}")
     url_text = args.url or os.environ.get("TICKSTREAM_URL") or DEFAULT_URL
     urls = [u.strip() for u in url_text.split(",") if u.strip()]
     for url in urls:
@@ -102,7 +111,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
     symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
     return Plan(urls=urls, token=args.token or os.environ.get("TICKSTREAM_TOKEN") or None,
                 event_types=types, symbols=symbols, since=since, last=args.last, count=args.count,
-                format=args.format, batch=args.batch, quiet=args.quiet)
+                format=args.format, batch=args.batch, quiet=args.quiet, conflate_ms=conflate_ms)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,7 +151,8 @@ class Tail:
             for event_type in plan.event_types:
                 self.subs.append(client.subscribe(
                     event_type, symbols=plan.symbols, since=plan.since.get(event_type),
-                    last=plan.last, callback=self.emit, raise_on_reset=False))
+                    last=plan.last, callback=self.emit, raise_on_reset=False,
+                    conflate_ms=plan.conflate_ms))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         try:

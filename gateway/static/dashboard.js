@@ -22,6 +22,11 @@ const TAPE_ROWS = 30;
 const SERIES_MAX = 600; // candles kept per symbol and interval
 const ACTIVITY_MAX = 200;
 const SPARK_POINTS = 60; // one point per second
+// Trades are conflated by the gateway: at most one price_update per symbol per 100 ms, the
+// newest, so a busy market costs this page 10 events per symbol per second, not thousands.
+// (market_data is not conflated: per symbol it carries the candles of every interval and the
+// tickers, and conflating by symbol would keep only the newest of those, losing candles.)
+const PRICE_CONFLATE_MS = 100;
 const TOKEN_KEY = 'tickstream.token';
 const COLORS = {
   up: '#2ebd85', down: '#f6465d', grid: '#1a202b', axis: '#7c8699', text: '#d7dce5',
@@ -899,7 +904,7 @@ function start() {
       $('activity-sub').textContent = `${err.eventType}: ${err.message}`;
     }
   });
-  client.subscribe('price_update', onPrice, { last: 200 });
+  client.subscribe('price_update', onPrice, { last: 200, conflateMs: PRICE_CONFLATE_MS });
   client.subscribe('market_data', onMarketData, { last: 1000 });
   subscribeBook();
   client.subscribe('signal_generated', onActivity, { last: 20 });

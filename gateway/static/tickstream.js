@@ -93,6 +93,8 @@
  * @property {string} [since] deliver every event after this offset, then live
  * @property {string} [epoch] the epoch `since` belongs to (from an earlier `subscribed` reply)
  * @property {number} [last] deliver the last N retained events, then live
+ * @property {number} [conflateMs] at most one event per symbol per this many ms (10 to 60000),
+ *   always the newest (sent as `conflate_ms`, and again on every resume)
  */
 
 /**
@@ -103,6 +105,7 @@
  * @property {string} offset the start position: events after it follow
  * @property {boolean} recovered
  * @property {string} [earliest] oldest retained offset, when `recovered` is false
+ * @property {number} [conflate_ms] echoed for a conflated subscription
  */
 
 /**
@@ -256,6 +259,7 @@ export function connect(url, options = {}) {
  * @property {string|null} since requested start (before the first reply)
  * @property {string|null} epoch
  * @property {number|null} last requested `last: N` (before the first reply)
+ * @property {number|null} conflateMs `conflate_ms`, sent with every (re)subscribe
  * @property {string|null} position last offset delivered, or the start position
  * @property {boolean} settled `ready` was resolved or rejected
  * @property {number|null} reqId id of the subscribe request in flight
@@ -341,8 +345,11 @@ export class TickstreamClient {
       throw new TypeError(`invalid event type ${JSON.stringify(eventType)}`);
     }
     if (typeof callback !== 'function') throw new TypeError('callback must be a function');
-    const { symbols, since, epoch, last } = options;
+    const { symbols, since, epoch, last, conflateMs } = options;
     if (since != null && last != null) throw new TypeError("give 'since' or 'last', not both");
+    if (conflateMs != null && !(Number.isInteger(conflateMs) && conflateMs >= 10 && conflateMs <= 60000)) {
+      throw new TypeError("'conflateMs' must be an integer from 10 to 60000");
+    }
     if (since != null && !isOffset(since)) throw new TypeError(`invalid offset ${JSON.stringify(since)}`);
     if (last != null && !(Number.isInteger(last) && last >= 0)) {
       throw new TypeError("'last' must be a non-negative integer");
@@ -370,6 +377,7 @@ export class TickstreamClient {
       since: fresh ? since ?? null : previous.position === null ? previous.since : null,
       epoch: fresh ? epoch ?? null : previous.epoch,
       last: fresh ? last ?? null : previous.position === null ? previous.last : null,
+      conflateMs: conflateMs ?? null,
       position: fresh ? null : previous.position,
       settled: false,
       reqId: null,
@@ -760,6 +768,7 @@ export class TickstreamClient {
     } else if (sub.last !== null) {
       message.last = sub.last;
     }
+    if (sub.conflateMs !== null) message.conflate_ms = sub.conflateMs;
     sub.reqId = this._send(message, { kind: 'subscribe', sub });
   }
 

@@ -35,6 +35,7 @@ from shared.logsetup import ConnLogger, conn_logger
 log = logging.getLogger("tickstream.client")
 
 MAX_LAST = 100_000
+MIN_CONFLATE_MS, MAX_CONFLATE_MS = 10, 60_000
 StatusCallback = Callable[[Status], Awaitable[None] | None]
 ResetCallback = Callable[[Reset], Awaitable[None] | None]
 
@@ -152,8 +153,13 @@ class Client:
         callback: Callback | None = None,
         raise_on_reset: bool = True,
         queue_size: int | None = None,
+        conflate_ms: int | None = None,
     ) -> Subscription:
-        """Subscribe to ``event_type``; ``await`` the result to wait for the gateway's reply."""
+        """Subscribe to ``event_type``; ``await`` the result to wait for the gateway's reply.
+
+        ``conflate_ms``: at most one event per symbol per that many milliseconds (10 to 60,000),
+        always the newest; kept on every resume.
+        """
         if self._done.is_set():
             raise self.error or ClientClosed("the client is closed")
         if not is_event_type(event_type):
@@ -169,7 +175,8 @@ class Client:
             raise ValueError(f"last must be an integer from 0 to {MAX_LAST}")
         sub = Subscription(self, event_type, self.check_symbols(symbols), since=since, epoch=epoch,
                            last=last, callback=callback, raise_on_reset=raise_on_reset,
-                           queue_size=queue_size or self.options.queue_size)
+                           queue_size=queue_size or self.options.queue_size,
+                           conflate_ms=self.check_conflate_ms(conflate_ms))
         self.subscriptions[event_type] = sub
         if self.connection is not None and self.connection.ready:
             self.connection.subscribe(sub)
@@ -194,6 +201,16 @@ class Client:
         if bad:
             raise ValueError(f"invalid symbol {str(bad[0])[:80]!r}")
         return frozenset(s.upper() for s in items)
+
+    @staticmethod
+    def check_conflate_ms(conflate_ms: int | None) -> int | None:
+        if conflate_ms is not None and (
+            isinstance(conflate_ms, bool) or not isinstance(conflate_ms, int)
+            or not MIN_CONFLATE_MS <= conflate_ms <= MAX_CONFLATE_MS
+        ):
+            raise ValueError(f"conflate_ms must be an integer from {MIN_CONFLATE_MS} to "
+                             f"{MAX_CONFLATE_MS}, got {conflate_ms!r}")
+        return conflate_ms
 
     # --- called by subscriptions and connections -------------------------------------------------
 

@@ -6,6 +6,11 @@ sends both, and any event at or before the position is a duplicate and is not de
 While a subscribe is in flight on a connection, events of the type still arriving under the
 previous filter are not delivered: the replay that follows the reply starts from the position
 the subscribe carried, so they come again if the new filter wants them.
+
+A conflated subscription (``conflate_ms``) sends it with every (re)subscribe: the gateway
+delivers at most one event per symbol per interval, the newest, each with its real offset, so
+the position and the resume work the same way (a resume brings the newest event of each symbol
+that changed while away, not every one).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
 from shared.client.buffer import Buffer
@@ -49,10 +55,12 @@ class Subscription:
         callback: Callback | None,
         raise_on_reset: bool,
         queue_size: int,
+        conflate_ms: int | None = None,
     ) -> None:
         self._client = client
         self.event_type = event_type
         self.symbols = symbols
+        self.conflate_ms = conflate_ms
         self._since, self._last = since, last
         self.epoch = epoch
         self._position: Offset = (0, 0)
@@ -123,10 +131,14 @@ class Subscription:
         """The next event (same as one step of ``async for``)."""
         return await self.__anext__()
 
-    async def update(self, symbols: list[str] | None) -> None:
-        """Change the symbol filter; events continue from the current position, no gap."""
+    async def update(self, symbols: list[str] | None, *,
+                     conflate_ms: int | EllipsisType | None = ...) -> None:
+        """Change the symbol filter (and, if given, ``conflate_ms``: None turns conflation off);
+        events continue from the current position, no gap."""
         if self._buffer.closed:
             raise self.error or ClientClosed(f"the subscription to {self.event_type} ended")
+        if conflate_ms is not ...:
+            self.conflate_ms = self._client.check_conflate_ms(conflate_ms)
         self.symbols = self._client.check_symbols(symbols)
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -154,6 +166,8 @@ class Subscription:
             op["last"] = self._last
         if "since" in op and self.epoch:
             op["epoch"] = self.epoch
+        if self.conflate_ms is not None:
+            op["conflate_ms"] = self.conflate_ms
         self._pending_id, self._sent_since = op_id, op.get("since")
         return op
 
