@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -101,8 +102,11 @@ class GatewayProcess:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     async def start(self) -> None:
+        # Its log goes to a file, never to a pipe nobody reads: a full pipe would block the
+        # gateway on a log line (and, say, a SIGTERM drain would never finish).
+        self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([sys.executable, "-m", "tickstream.cli", "gateway"],
-                                     env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     env=self.env, stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.monotonic() + 30
         async with httpx.AsyncClient() as client:
             while True:
@@ -112,7 +116,8 @@ class GatewayProcess:
                 except httpx.TransportError:
                     pass
                 if self.proc.poll() is not None:
-                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                    self.log.seek(0)
+                    err = self.log.read().decode(errors="replace")
                     raise RuntimeError(f"gateway exited with {self.proc.returncode}: {err[-2000:]}")
                 if time.monotonic() > deadline:
                     raise RuntimeError("gateway did not become ready")
