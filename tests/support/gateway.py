@@ -104,7 +104,7 @@ class GatewayProcess:
     async def start(self) -> None:
         # Its log goes to a file, never to a pipe nobody reads: a full pipe would block the
         # gateway on a log line (and, say, a SIGTERM drain would never finish).
-        self.log = tempfile.TemporaryFile()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process; closed in stop)
         self.proc = subprocess.Popen([sys.executable, "-m", "tickstream.cli", "gateway"],
                                      env=self.env, stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.monotonic() + 30
@@ -135,6 +135,8 @@ class GatewayProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.signal(signal.SIGKILL)
             await self.wait()
+        if self.proc is not None:
+            self.log.close()
 
 
 class Client:
