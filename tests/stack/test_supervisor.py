@@ -125,5 +125,9 @@ async def test_a_second_signal_kills_at_once(tmp_path: Path) -> None:
     await until(lambda: sup.stopping, 5, "the shutdown to begin")
     sup.kill_all()  # what `up` does on a second Ctrl-C
     await asyncio.wait_for(stopping, 10)  # far less than the 60 s stop timeouts
-    assert stubborn.last_exit == later.last_exit == -signal.SIGKILL
-    assert json.loads((tmp_path / "up.json").read_text())["children"]["later"]["last_exit"] == -9
+    # -9: killed. asyncio reports 255 when another waiter reaped the status first (seen once in
+    # a CI-like run); what matters is that both are gone long before their stop timeouts.
+    killed = {-signal.SIGKILL, 255}
+    assert stubborn.last_exit in killed and later.last_exit in killed
+    assert not stubborn.running and not later.running
+    assert json.loads((tmp_path / "up.json").read_text())["children"]["later"]["last_exit"] in killed
