@@ -32,6 +32,7 @@ log = logging.getLogger("tickstream.gateway.node")
 
 TICK = 1.0
 HEALTH_EVERY = 5.0
+STOP_TASKS_WAIT = 2.0  # seconds the node's own tasks get to end after cancel
 
 
 class Node:
@@ -69,7 +70,11 @@ class Node:
         self.accepting = False
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Bounded: a task that swallowed its cancellation must not hold the process up.
+        _, stuck = await asyncio.wait(self._tasks, timeout=STOP_TASKS_WAIT)
+        for task in stuck:
+            log.warning("node %s: task %s did not stop within %g s", self.settings.node,
+                        task.get_name(), STOP_TASKS_WAIT)
         if self.publisher is not None:
             await self.publisher.aclose()
         topology = Topology(self.settings.redis_url, socket_timeout=1.0)
