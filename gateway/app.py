@@ -62,6 +62,10 @@ def create_app(settings: GatewaySettings, broker: Broker | None = None) -> Gatew
         Route("/readyz", api.readyz),
         Route("/metrics", api.metrics),
         Route("/api/publish", api.publish, methods=["POST"]),
+        Route("/api/schemas", api.schemas_index),
+        Route("/api/schemas/{name}", api.schema),
+        Route("/api/info", api.info),
+        Route("/api/candles", api.candles),
         Route("/", index),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

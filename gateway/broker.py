@@ -13,113 +13,108 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
-from shared.codec import StreamEntry, decode_entry
+from gateway.values import EMPTY, StreamEntry, StreamState
+from shared.codec import decode_entry
 from shared.keys import Keys
 from shared.offsets import Offset, format_offset, parse_offset
 from shared.publish_plan import NEW_EPOCH_SCRIPT, RESERVE_SCRIPT
 from shared.topology import Topology
 
-
-@dataclass(frozen=True, slots=True)
-class StreamState:
-    """A stream as it stands: its epoch, first retained offset and last generated offset."""
-
-    epoch: str  # "" when the stream was never published to
-    first: Offset | None  # None when nothing is retained
-    last: Offset  # (0, 0) when nothing was ever written
-    trimmed: bool = True  # False when every entry ever added is still retained
-
-    @property
-    def earliest(self) -> str:
-        """The oldest offset a client can resume from (CONTRACT: ``earliest``)."""
-        return format_offset(self.first if self.first is not None else self.last)
-
-
 READ_TIMEOUT = 15.0  # seconds: socket timeout of the blocking reads (BLOCK is at most 5 s)
-
-EMPTY = StreamState("", None, (0, 0), trimmed=False)
-
-
-@dataclass(slots=True)
-class Entry:
-    """A stream entry plus its parsed offset, as the gateway passes it around."""
-
-    entry: StreamEntry
-    pos: Offset
-    # Its gateway.hub.Encoded once made (Encoded.of), so replays sharing a page encode it once.
-    encoded: Any = field(default=None, compare=False, repr=False)
-
-    @classmethod
-    def of(cls, entry: StreamEntry) -> Entry:
-        return cls(entry, parse_offset(entry.offset))
 
 
 class Broker(Protocol):
-    """What the gateway asks of its event store. Connection errors are redis-py's (or
-    :data:`shared.redisconn.RETRYABLE_ERRORS`): callers retry, nothing is lost by raising."""
+    """What the gateway asks of its event store, method by method.
+
+    Entries are :class:`~gateway.values.StreamEntry` objects, offsets ``(ms, seq)`` tuples,
+    strictly increasing within a type. Errors: a lost or refused connection raises redis-py's
+    connection errors (or :data:`shared.redisconn.RETRYABLE_ERRORS`); callers wait and retry,
+    nothing is lost by raising, and no method changes the stream's content. Two
+    implementations: :class:`RedisBroker` and :class:`gateway.memory_broker.MemoryBroker`.
+    """
 
     async def event_types(self) -> set[str]:
-        """Every event type that was ever published (the type registry)."""
+        """Every event type that was ever published (the type registry), in no order.
+
+        The reader polls it to learn new types; a type with no stream yet may be missing."""
         ...
 
     async def partitions(self, event_types: list[str]) -> dict[str, list[str]]:
-        """The event types grouped by partition: the streams one blocking read can cover.
+        """The given types grouped by partition: the streams one blocking :meth:`read` covers.
 
-        One server or Sentinel: one partition. Redis Cluster: one per primary and hash slot
-        (a multi-key command must stay within one slot), named ``host:port#slot``."""
+        Every type given appears in exactly one group. One server or Sentinel: one partition.
+        Redis Cluster: one per primary and hash slot (a multi-key command stays within one
+        slot), named ``host:port#slot``. The answer changes after a failover or resharding
+        (call :meth:`refresh` first)."""
         ...
 
     async def read(
         self, partition: str, positions: Mapping[str, Offset], count: int, block_ms: int
-    ) -> list[tuple[str, list[Entry]]]:
-        """Entries after each position (all of one partition), waiting up to ``block_ms``."""
+    ) -> list[tuple[str, list[StreamEntry]]]:
+        """The entries after each position, for types of one partition, oldest first.
+
+        At most ``count`` entries per type; only types with entries appear. Returns at once
+        when any type has entries, else waits up to ``block_ms`` for one and returns ``[]``
+        on timeout. Raises a connection error if the partition's node is gone or no longer a
+        primary (the caller refreshes, checks for a gap and retries)."""
         ...
 
-    async def history(self, event_type: str, after: Offset, count: int) -> list[Entry]:
-        """Up to ``count`` entries with offset > ``after``, oldest first."""
+    async def history(self, event_type: str, after: Offset, count: int) -> list[StreamEntry]:
+        """Up to ``count`` retained entries with offset > ``after``, oldest first (``[]`` if
+        none or no stream). Never waits for new entries."""
         ...
 
-    async def history_before(self, event_type: str, before: Offset | None, count: int) -> list[Entry]:
-        """Entries with offset < ``before`` (None: the newest), newest first."""
+    async def history_before(
+        self, event_type: str, before: Offset | None, count: int
+    ) -> list[StreamEntry]:
+        """Up to ``count`` retained entries with offset < ``before`` (None: from the newest),
+        newest first; for ``last: N``."""
         ...
 
     async def state(self, event_type: str) -> StreamState:
-        """The stream's epoch, first retained offset and last generated offset."""
+        """The stream's epoch, first retained offset, last generated offset and whether it was
+        ever trimmed. A type with no stream: :data:`~gateway.values.EMPTY`, or its reserved
+        epoch with no entries."""
         ...
 
     async def states(self, event_types: list[str]) -> dict[str, StreamState]:
-        """:meth:`state` of many types, one round trip per partition."""
+        """:meth:`state` of many types (one round trip per partition), keyed by type."""
         ...
 
     async def reserve_epoch(self, event_type: str) -> str:
-        """The type's epoch, establishing one if it has no stream yet (kept by the first publish)."""
+        """The type's epoch, establishing one if it has no stream yet (the first publish keeps
+        it), so a subscriber of a type nobody published to yet is told a stable epoch."""
         ...
 
     async def missing(self, positions: Mapping[str, Offset]) -> set[str]:
-        """The types whose entry at the given offset is gone although not trimmed: the stream
-        went back (a failover to a replica that had not received it)."""
+        """Of the given types, those whose entry at the given offset is gone although it was
+        not trimmed (an older entry is still there): the stream went back, as after a failover
+        to a replica that had not received it."""
         ...
 
     async def new_epoch(self, event_type: str, old_epoch: str, why: str) -> str:
-        """Replace ``old_epoch`` (unless another gateway did already); return the epoch now."""
+        """Replace ``old_epoch`` with a new one, unless it was replaced already (by another
+        gateway); return the epoch now in force ("" for a type with no stream). ``why`` is
+        recorded for operators."""
         ...
 
     async def refresh(self) -> None:
-        """Re-read where partitions are (after MOVED, a lost connection or a failover)."""
+        """Re-learn where partitions are (after ``MOVED``, a lost connection or a failover)."""
         ...
 
     async def ping(self) -> None:
-        """Raises unless every partition answers."""
+        """Return when every partition answers; raise a connection error otherwise."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release every connection; the broker is not used afterwards."""
+        ...
 
 
 def _pos(value: bytes | str | None) -> Offset | None:
@@ -174,7 +169,7 @@ class RedisBroker:
 
     async def read(
         self, partition: str, positions: Mapping[str, Offset], count: int, block_ms: int
-    ) -> list[tuple[str, list[Entry]]]:
+    ) -> list[tuple[str, list[StreamEntry]]]:
         streams = {self.keys.stream(t): format_offset(p) for t, p in positions.items()}
         client = (await self._reader.primaries()).get(partition.split("#", 1)[0])
         if client is None:
@@ -183,20 +178,20 @@ class RedisBroker:
         out = []
         for stream, raw_entries in reply or []:
             event_type = self.keys.event_type_of(stream)
-            out.append((event_type, [Entry.of(decode_entry(event_type, i, f)) for i, f in raw_entries]))
+            out.append((event_type, [decode_entry(event_type, i, f) for i, f in raw_entries]))
         return out
 
-    async def history(self, event_type: str, after: Offset, count: int) -> list[Entry]:
+    async def history(self, event_type: str, after: Offset, count: int) -> list[StreamEntry]:
         key = self.keys.stream(event_type)
         raw: Any = await (await self._client.client_for(key)).xrange(
             key, min="(" + format_offset(after), max="+", count=count)
-        return [Entry.of(decode_entry(event_type, i, f)) for i, f in raw]
+        return [decode_entry(event_type, i, f) for i, f in raw]
 
-    async def history_before(self, event_type: str, before: Offset | None, count: int) -> list[Entry]:
+    async def history_before(self, event_type: str, before: Offset | None, count: int) -> list[StreamEntry]:
         key = self.keys.stream(event_type)
         top = "+" if before is None else "(" + format_offset(before)
         raw: Any = await (await self._client.client_for(key)).xrevrange(key, max=top, min="-", count=count)
-        return [Entry.of(decode_entry(event_type, i, f)) for i, f in raw]
+        return [decode_entry(event_type, i, f) for i, f in raw]
 
     async def state(self, event_type: str) -> StreamState:
         return (await self.states([event_type]))[event_type]

@@ -28,7 +28,7 @@ from collections import OrderedDict, deque
 from collections.abc import Hashable, Iterable
 from typing import Generic, TypeVar
 
-from shared.codec import StreamEntry
+from gateway.values import StreamEntry
 
 T = TypeVar("T")
 

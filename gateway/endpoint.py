@@ -14,13 +14,11 @@ from urllib.parse import parse_qs
 
 from gateway import protocol as p
 from gateway.auth import AuthError, Principal, bearer_token
-from gateway.session import Session
-from gateway.writer import Frame
+from gateway.node import Node
+from gateway.values import Frame
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
-
-    from gateway.node import Node
 
     Scope = MutableMapping[str, Any]
     Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -40,6 +38,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class WebSocketEndpoint:
+    """Adapts each ASGI WebSocket to a session of the node (admission, frames in and out)."""
+
     def __init__(self, node: Node) -> None:
         self.node = node
 
@@ -89,10 +89,12 @@ class WebSocketEndpoint:
             return
 
         async def send_frame(frame: Frame) -> None:
-            if type(frame) is str:
-                await send({"type": "websocket.send", "text": frame})
-            else:
+            # The slow path (a paused transport): ASGI wants a text frame as str. (The fast
+            # path, send_now, writes the JSON bytes as a text frame without decoding them.)
+            if binary:
                 await send({"type": "websocket.send", "bytes": frame})
+            else:
+                await send({"type": "websocket.send", "text": frame.decode()})
 
         async def close(code: int, reason: str) -> None:
             try:
@@ -102,10 +104,9 @@ class WebSocketEndpoint:
 
         client = scope.get("client") or ("?", 0)
         send_now = (scope.get("extensions") or {}).get(p.SEND_NOW)
-        session = Session(node, send_frame, close, send_now, p.MSGPACK_WIRE if binary else p.JSON_WIRE,
-                          batch=batch, batch_ms=batch_ms, principal=principal,
-                          remote=f"{client[0]}:{client[1]}")
-        node.hub.add(session)
+        session = node.connect(send_frame, close, send_now, p.MSGPACK_WIRE if binary else p.JSON_WIRE,
+                               batch=batch, batch_ms=batch_ms, principal=principal,
+                               remote=f"{client[0]}:{client[1]}")
         session.log.info("connected from %s user=%s format=%s batch=%s", session.remote,
                          session.user, "msgpack" if binary else "json", batch)
         session.start()
@@ -123,6 +124,4 @@ class WebSocketEndpoint:
                     session.log.info("disconnected (code %s)", message.get("code"))
                     break
         finally:
-            await session.finish()
-            w = session.writer
-            node.forget(w.messages_sent, w.frames_sent, w.bytes_sent)
+            await node.disconnect(session)

@@ -9,10 +9,9 @@ is in flight at a time, and replays of that type waiting meanwhile are served fr
 A block is an exact stretch of the stream: every entry with ``start < offset <= end``. Blocks
 that overlap or touch are merged. Stream entries never change, so a block stays true until the
 stream is trimmed past it or goes back; a block unused for ``ttl`` seconds is dropped, each
-entry's encoded frames are kept with it (``Encoded.of``: a storm encodes each event once, not
-once per replay), the cache holds at most
-``max_entries`` entries (oldest blocks dropped first), and :meth:`forget` drops a type's blocks
-when the reader finds a gap in it.
+entry's encoded frames are kept with it (``gateway.values.Encoded.of``: a storm encodes each
+event once, not once per replay), the cache holds at most ``max_entries`` entries (oldest
+blocks dropped first), and :meth:`forget` drops a type's blocks when the reader finds a gap.
 
 The number of replays reading at once is bounded by :attr:`SharedHistory.slots` (a semaphore
 that :mod:`gateway.replay` holds for the whole replay), so a reconnect storm queues instead of
@@ -31,14 +30,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gateway.broker import Broker, Entry, StreamState
+from gateway.broker import Broker
+from gateway.values import StreamEntry, StreamState
 from shared.offsets import Offset
 
 
 @dataclass(slots=True)
 class Block:
     start: Offset  # exclusive
-    entries: list[Entry]
+    entries: list[StreamEntry]
     positions: list[Offset] = field(default_factory=list)
     used: float = 0.0  # last time a lookup was served from it
 
@@ -63,6 +63,8 @@ def merge_blocks(blocks: list[Block], new: Block) -> list[Block]:
 
 
 class SharedHistory:
+    """Owns the cached history blocks, the replay slots and the coalesced state requests."""
+
     def __init__(self, broker: Broker, *, max_entries: int = 100_000, ttl: float = 10.0,
                  concurrency: int = 512, clock: Callable[[], float] = time.monotonic) -> None:
         self.broker = broker
@@ -79,7 +81,7 @@ class SharedHistory:
         self._rounds: dict[str, _Round] = {}
         self._round_tasks: set[asyncio.Task[None]] = set()
 
-    async def after(self, event_type: str, after: Offset, count: int) -> list[Entry]:
+    async def after(self, event_type: str, after: Offset, count: int) -> list[StreamEntry]:
         """Up to ``count`` entries with offset > ``after``, oldest first (as ``broker.history``)."""
         found = self._lookup(event_type, after, count)
         if found is not None:
@@ -135,7 +137,7 @@ class SharedHistory:
         for block in self._blocks.pop(event_type, []):
             self._size -= len(block.entries)
 
-    def _lookup(self, event_type: str, after: Offset, count: int) -> list[Entry] | None:
+    def _lookup(self, event_type: str, after: Offset, count: int) -> list[StreamEntry] | None:
         blocks = self._blocks.get(event_type)
         if not blocks:
             return None

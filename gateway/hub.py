@@ -1,190 +1,173 @@
-"""The hub: which connection wants which event, and the fan-out of each event to them.
+"""The hub: which subscriber wants which event, and the fan-out of each event to them.
 
-Subscriptions are indexed by event type, then by symbol (plus the subscriptions without a
-symbol filter). A private event (one with a user) is offered only to that user's sessions and
-to admins, looked up by user, never by scanning every subscriber. Each event is decoded once
-and encoded at most once per wire format (:class:`Encoded`); the same string or bytes object
-is queued for every recipient.
+The hub knows subscribers only through the :class:`Subscriber` protocol (what it reads at
+``index`` time and what it calls); it never sees a session's internals. Subscribers are indexed
+by event type, then by symbol (plus those without a symbol filter). A private event (one with a
+user) is offered only to that user's subscribers and to admins, looked up by user, never by
+scanning every subscriber. Each event is decoded once and encoded at most once per wire format
+(:class:`~gateway.values.Encoded`); the same frame object is queued for every recipient.
+
+The hub also keeps the node's connections by id (:attr:`Hub.sessions`: counted, ticked and
+read for metrics by the node); it never looks inside them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
 
-from gateway.broker import Entry
-from shared import codec
+from gateway.values import Batch, Encoded, StreamEntry
 from shared.errors import CodecError
-from shared.offsets import Offset
-
-if TYPE_CHECKING:
-    from gateway.session import Session
-    from gateway.subscription import Subscription
 
 log = logging.getLogger("tickstream.gateway.hub")
 
 
-class Encoded:
-    """One event as sent to clients: JSON text and msgpack bytes, each made at most once."""
+class Subscriber(Protocol):
+    """One connection's subscription to one event type, as the hub sees it.
 
-    __slots__ = ("_data", "_json", "_msgpack", "entry", "pos")
-
-    def __init__(self, item: Entry) -> None:
-        self.entry = item.entry
-        self.pos: Offset = item.pos
-        self._data: dict[str, Any] | None = None
-        self._json: str | None = None
-        self._msgpack: bytes | None = None
-
-    @classmethod
-    def of(cls, item: Entry) -> Encoded:
-        """The entry's one Encoded: replays served from shared history encode it once."""
-        encoded = item.encoded
-        if encoded is None:
-            encoded = item.encoded = cls(item)
-        assert isinstance(encoded, Encoded)
-        return encoded
-
-    @property
-    def ts(self) -> int:
-        return self.pos[0]
-
-    def json(self) -> str:
-        if self._json is None:
-            if self._data is None:
-                self._data = self.entry.data()
-            self._json = codec.event_json(self.entry, self._data).decode()
-        return self._json
-
-    def msgpack(self) -> bytes:
-        if self._msgpack is None:
-            self._msgpack = codec.event_msgpack(self.entry)
-        return self._msgpack
-
-    def wire(self, binary: bool) -> str | bytes:
-        return self.msgpack() if binary else self.json()
-
-
-class Batch:
-    """Consecutive public events of one type, as shared wire lists (built once, on demand).
-
-    Every subscription that takes the whole batch receives the same list object and the same
-    byte count: fan-out costs one list append per subscriber, not one per event.
+    ``event_type``, ``symbols``, ``user`` and ``is_admin`` are read when it is indexed (index it
+    again after they change); the hub remembers where it put it, so :meth:`Hub.unindex` works
+    whatever they say by then.
     """
 
-    __slots__ = ("_json", "_msgpack", "events")
+    @property
+    def event_type(self) -> str: ...
 
-    def __init__(self, events: list[Encoded]) -> None:
-        self.events = events
-        self._json: tuple[list[str | bytes], int] | None = None
-        self._msgpack: tuple[list[str | bytes], int] | None = None
+    @property
+    def symbols(self) -> frozenset[str] | None:
+        """The symbols it wants (None: every event of its type)."""
 
-    def frames(self, binary: bool) -> tuple[list[str | bytes], int]:
-        if binary:
-            if self._msgpack is None:
-                items: list[str | bytes] = [e.msgpack() for e in self.events]
-                self._msgpack = (items, sum(map(len, items)))
-            return self._msgpack
-        if self._json is None:
-            items = [e.json() for e in self.events]
-            self._json = (items, sum(map(len, items)))
-        return self._json
+    @property
+    def user(self) -> str | None:
+        """The user whose private events it receives (None: public events only)."""
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether it receives every user's private events."""
+
+    def offer(self, event: Encoded) -> None:
+        """One live event (private events come one by one), in offset order."""
+
+    def offer_batch(self, batch: Batch) -> None:
+        """A run of live public events in offset order, shared with other subscribers."""
+
+    def resync(self, reason: str) -> None:
+        """Its stream had a gap: the client must resynchronise (close with 4009)."""
+
+
+class Connection(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+C = TypeVar("C", bound=Connection)
+
+_Set = dict[Subscriber, None]  # an insertion-ordered set
 
 
 class _TypeIndex:
-    __slots__ = ("by_symbol", "wildcard")
+    __slots__ = ("admins", "by_symbol", "by_user", "private", "wildcard")
 
     def __init__(self) -> None:
-        self.wildcard: dict[Session, Subscription] = {}
-        self.by_symbol: dict[str, dict[Session, Subscription]] = {}
+        self.wildcard: _Set = {}  # public events: subscribers without a symbol filter
+        self.by_symbol: dict[str, _Set] = {}  # public events: by the symbols they filter on
+        self.by_user: dict[str, _Set] = {}  # private events of that user
+        self.admins: _Set = {}  # every private event
+        self.private: dict[Subscriber, str | None] = {}  # where each is in by_user (None: admins)
 
     def empty(self) -> bool:
         return not self.wildcard and not self.by_symbol
 
 
-class Hub:
+class Hub(Generic[C]):
+    """Owns the routing of live events: the subscriber index and the fan-out of each read.
+
+    Also the registry of the node's connections (``sessions``, by id), and the ``deliveries``
+    and ``undecodable`` counts.
+    """
+
     def __init__(self) -> None:
-        self.sessions: dict[str, Session] = {}
+        self.sessions: dict[str, C] = {}
         self._types: dict[str, _TypeIndex] = {}
-        self._by_user: dict[str, set[Session]] = {}
-        self._admins: set[Session] = set()
         self.deliveries = 0
         self.undecodable = 0
 
     # --- registry ----------------------------------------------------------------------------
 
-    def add(self, session: Session) -> None:
-        self.sessions[session.id] = session
-        self._index_user(session)
+    def add(self, connection: C) -> None:
+        self.sessions[connection.id] = connection
 
-    def remove(self, session: Session) -> None:
-        self.sessions.pop(session.id, None)
-        for sub in list(session.subs.values()):
-            self.unindex(sub)
-        self._unindex_user(session, session.user, session.is_admin)
+    def remove(self, connection: C) -> None:
+        self.sessions.pop(connection.id, None)
 
-    def user_changed(self, session: Session, old_user: str | None, was_admin: bool) -> None:
-        self._unindex_user(session, old_user, was_admin)
-        self._index_user(session)
+    # --- index -------------------------------------------------------------------------------
 
-    def _index_user(self, session: Session) -> None:
-        if session.user is not None:
-            self._by_user.setdefault(session.user, set()).add(session)
-        if session.is_admin:
-            self._admins.add(session)
-
-    def _unindex_user(self, session: Session, user: str | None, is_admin: bool) -> None:
-        if user is not None:
-            users = self._by_user.get(user)
-            if users is not None:
-                users.discard(session)
-                if not users:
-                    del self._by_user[user]
-        if is_admin:
-            self._admins.discard(session)
-
-    def index(self, sub: Subscription) -> None:
+    def index(self, sub: Subscriber) -> None:
         idx = self._types.get(sub.event_type)
         if idx is None:
             idx = self._types[sub.event_type] = _TypeIndex()
         if sub.symbols is None:
-            idx.wildcard[sub.session] = sub
+            idx.wildcard[sub] = None
         else:
             for symbol in sub.symbols:
-                idx.by_symbol.setdefault(symbol, {})[sub.session] = sub
+                idx.by_symbol.setdefault(symbol, {})[sub] = None
+        self._unroute(idx, sub)
+        if sub.is_admin:  # sees every private event: not in by_user too (offered once)
+            idx.admins[sub] = None
+            idx.private[sub] = None
+        elif sub.user is not None:
+            idx.by_user.setdefault(sub.user, {})[sub] = None
+            idx.private[sub] = sub.user
 
-    def unindex(self, sub: Subscription) -> None:
+    def unindex(self, sub: Subscriber) -> None:
         idx = self._types.get(sub.event_type)
         if idx is None:
             return
-        if sub.symbols is None:
-            if idx.wildcard.get(sub.session) is sub:
-                del idx.wildcard[sub.session]
-        else:
-            for symbol in sub.symbols:
-                bucket = idx.by_symbol.get(symbol)
-                if bucket is not None and bucket.get(sub.session) is sub:
-                    del bucket[sub.session]
-                    if not bucket:
-                        del idx.by_symbol[symbol]
+        idx.wildcard.pop(sub, None)
+        for symbol in sub.symbols or ():
+            bucket = idx.by_symbol.get(symbol)
+            if bucket is not None:
+                bucket.pop(sub, None)
+                if not bucket:
+                    del idx.by_symbol[symbol]
+        self._unroute(idx, sub)
         if idx.empty():
             del self._types[sub.event_type]
 
-    def subscribers(self, event_type: str) -> Iterator[Session]:
-        """Every session with a subscription to ``event_type``."""
+    @staticmethod
+    def _unroute(idx: _TypeIndex, sub: Subscriber) -> None:
+        if sub not in idx.private:
+            return
+        user = idx.private.pop(sub)
+        if user is None:
+            idx.admins.pop(sub, None)
+            return
+        bucket = idx.by_user.get(user)
+        if bucket is not None:
+            bucket.pop(sub, None)
+            if not bucket:
+                del idx.by_user[user]
+
+    def subscribers(self, event_type: str) -> list[Subscriber]:
+        """Every subscriber of ``event_type``, each once."""
         idx = self._types.get(event_type)
         if idx is None:
-            return iter(())
-        seen = set(idx.wildcard)
+            return []
+        seen = dict(idx.wildcard)
         for bucket in idx.by_symbol.values():
             seen.update(bucket)
-        return iter(seen)
+        return list(seen)
+
+    def resync(self, event_type: str, reason: str) -> None:
+        """The stream of ``event_type`` had a gap: every subscriber of it is told to resync."""
+        for sub in self.subscribers(event_type):
+            sub.resync(reason)
 
     # --- fan-out -----------------------------------------------------------------------------
 
-    def dispatch(self, event_type: str, entries: list[Entry]) -> None:
-        """Offer entries to every matching subscription, keeping each one's offset order.
+    def dispatch(self, event_type: str, entries: list[StreamEntry]) -> None:
+        """Offer entries to every matching subscriber, keeping each one's offset order.
 
         Runs of public events go out as shared batches; a private event (rare) is offered on its
         own, between the runs around it, so a user sees both kinds in offset order.
@@ -193,21 +176,22 @@ class Hub:
         if idx is None:
             return
         run: list[Encoded] = []
-        for item in entries:
-            encoded = Encoded(item)
-            if item.entry.user:
+        for entry in entries:
+            encoded = Encoded(entry)
+            if entry.user:
                 if run:
                     self._fanout(idx, run)
                     run = []
-                self._guarded(self._dispatch_private, event_type, encoded)
+                self._guarded(self._dispatch_private, idx, encoded)
             else:
                 run.append(encoded)
         if run:
             self._fanout(idx, run)
 
-    def _guarded(self, fn: Callable[[str, Encoded], int], event_type: str, encoded: Encoded) -> None:
+    def _guarded(self, fn: Callable[[_TypeIndex, Encoded], int], idx: _TypeIndex,
+                 encoded: Encoded) -> None:
         try:
-            self.deliveries += fn(event_type, encoded)
+            self.deliveries += fn(idx, encoded)
         except CodecError as exc:
             self.undecodable += 1
             log.error("skipping undecodable entry: %s", exc)
@@ -227,7 +211,7 @@ class Hub:
         count = 0
         if idx.wildcard:
             batch = Batch(run)
-            for sub in list(idx.wildcard.values()):
+            for sub in list(idx.wildcard):
                 sub.offer_batch(batch)
             count += len(run) * len(idx.wildcard)
         if idx.by_symbol:
@@ -236,12 +220,13 @@ class Hub:
                 symbol = encoded.entry.symbol
                 if symbol and symbol in idx.by_symbol:
                     groups.setdefault(symbol, []).append(encoded)
-            multi: set[Subscription] = set()
+            multi: _Set = {}
             for symbol, events in groups.items():
                 batch = Batch(events)
-                for sub in list(idx.by_symbol[symbol].values()):
-                    if sub.symbols is not None and len(sub.symbols) > 1:
-                        multi.add(sub)
+                for sub in list(idx.by_symbol[symbol]):
+                    symbols = sub.symbols
+                    if symbols is not None and len(symbols) > 1:
+                        multi[sub] = None
                     else:
                         sub.offer_batch(batch)
                         count += len(events)
@@ -252,13 +237,14 @@ class Hub:
                 count += len(events)
         self.deliveries += count
 
-    def _dispatch_private(self, event_type: str, encoded: Encoded) -> int:
+    @staticmethod
+    def _dispatch_private(idx: _TypeIndex, encoded: Encoded) -> int:
         entry = encoded.entry
-        owners = self._by_user.get(entry.user, ())
         count = 0
-        for session in (*owners, *self._admins) if self._admins else owners:
-            sub = session.subs.get(event_type)
-            if sub is not None and (sub.symbols is None or entry.symbol in sub.symbols):
-                sub.offer(encoded)
-                count += 1
+        for group in (idx.by_user.get(entry.user), idx.admins):
+            for sub in list(group or ()):
+                symbols = sub.symbols
+                if symbols is None or entry.symbol in symbols:
+                    sub.offer(encoded)
+                    count += 1
         return count

@@ -1,7 +1,12 @@
-"""An in-memory broker with the same behaviour as Redis Streams, for tests and demos.
+"""The second :class:`~gateway.broker.Broker`: Redis Streams' behaviour in memory.
 
-Offsets are generated like Redis does (``<ms>-<seq>``, strictly increasing per stream); trimming
-by count is exact. One process only: gateways cannot share it.
+It backs the gateway's unit tests (hub, subscriptions, replay, reader: no Redis, no sockets)
+and single-process demos. Offsets are generated like Redis does (``<ms>-<seq>``, strictly
+increasing per stream); trimming by count (``max_len``) is exact. Besides the interface it has
+what a publisher and a failing Redis do: :meth:`MemoryBroker.add`, :meth:`~MemoryBroker.drop`
+(the stream is lost: a new epoch), :meth:`~MemoryBroker.rewind` (a failover lost the newest
+entries) and :meth:`~MemoryBroker.interrupt` (the blocked reads lose their connection). One
+process only: gateways cannot share it.
 """
 
 from __future__ import annotations
@@ -12,8 +17,7 @@ import os
 import time
 from collections.abc import Mapping
 
-from gateway.broker import EMPTY, Entry, StreamState
-from shared.codec import StreamEntry
+from gateway.values import EMPTY, StreamEntry, StreamState
 from shared.offsets import Offset, format_offset
 
 PARTITION = "memory"
@@ -23,7 +27,7 @@ class _Stream:
     __slots__ = ("entries", "epoch", "last", "positions", "removed")
 
     def __init__(self, epoch: str | None = None) -> None:
-        self.entries: list[Entry] = []
+        self.entries: list[StreamEntry] = []
         self.positions: list[Offset] = []
         self.epoch = epoch or os.urandom(6).hex()
         self.last: Offset = (0, 0)
@@ -31,6 +35,8 @@ class _Stream:
 
 
 class MemoryBroker:
+    """Streams in this process's memory, behind the Broker interface (see the module)."""
+
     def __init__(self, max_len: int = 100_000) -> None:
         self.max_len = max_len
         self._streams: dict[str, _Stream] = {}
@@ -48,7 +54,7 @@ class MemoryBroker:
         pos = (ms, 0) if ms > stream.last[0] else (stream.last[0], stream.last[1] + 1)
         stream.last = pos
         offset = format_offset(pos)
-        stream.entries.append(Entry(StreamEntry(event_type, offset, symbol, user, payload), pos))
+        stream.entries.append(StreamEntry(event_type, offset, pos, symbol, user, payload))
         stream.positions.append(pos)
         if len(stream.entries) > self.max_len:
             del stream.entries[0], stream.positions[0]
@@ -62,7 +68,8 @@ class MemoryBroker:
         self._streams.pop(event_type, None)
 
     async def interrupt(self) -> None:
-        """Fail the blocked reads with a connection error, as a lost Redis connection does."""
+        """Fail the blocked read (or else the next one) with a connection error, as a lost Redis
+        connection does."""
         self._interrupted = True
         async with self._changed:
             self._changed.notify_all()
@@ -83,8 +90,8 @@ class MemoryBroker:
 
     async def read(
         self, partition: str, positions: Mapping[str, Offset], count: int, block_ms: int
-    ) -> list[tuple[str, list[Entry]]]:
-        def ready() -> list[tuple[str, list[Entry]]]:
+    ) -> list[tuple[str, list[StreamEntry]]]:
+        def ready() -> list[tuple[str, list[StreamEntry]]]:
             out = []
             for event_type, after in positions.items():
                 stream = self._streams.get(event_type)
@@ -94,6 +101,9 @@ class MemoryBroker:
                         out.append((event_type, stream.entries[start:start + count]))
             return out
 
+        if self._interrupted:  # the connection was lost while no read was waiting on it
+            self._interrupted = False
+            raise ConnectionError("memory broker: connection interrupted")
         found = ready()
         if found or block_ms <= 0:
             return found
@@ -108,14 +118,14 @@ class MemoryBroker:
             raise ConnectionError("memory broker: connection interrupted")
         return ready()
 
-    async def history(self, event_type: str, after: Offset, count: int) -> list[Entry]:
+    async def history(self, event_type: str, after: Offset, count: int) -> list[StreamEntry]:
         stream = self._streams.get(event_type)
         if stream is None:
             return []
         start = bisect.bisect_right(stream.positions, after)
         return stream.entries[start:start + count]
 
-    async def history_before(self, event_type: str, before: Offset | None, count: int) -> list[Entry]:
+    async def history_before(self, event_type: str, before: Offset | None, count: int) -> list[StreamEntry]:
         stream = self._streams.get(event_type)
         if stream is None:
             return []

@@ -1,9 +1,11 @@
-"""The node: one gateway process's moving parts, started and stopped together.
+"""The node: one gateway process's moving parts, built, wired, started and stopped together.
 
-It owns the broker, the hub, the stream reader, the authenticator, the publisher used by
-``POST /api/publish``, the metrics, a ticker (heartbeats, token expiry) and the health key
-(``<prefix>:health:gateway:<node>``, refreshed every few seconds with a TTL, for container
-healthchecks and operators).
+It owns the broker, the hub, the stream reader, the shared history, the replayer, the
+authenticator, the publisher used by ``POST /api/publish``, the metrics, a ticker (heartbeats,
+token expiry) and the health key (``<prefix>:health:gateway:<node>``, refreshed every few
+seconds with a TTL, for container healthchecks and operators). It builds each piece with only
+what that piece uses (see :mod:`gateway`), and it is the reader's
+:class:`~gateway.reader.Dispatcher`.
 """
 
 from __future__ import annotations
@@ -12,16 +14,22 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import orjson
 
-from gateway.auth import Authenticator
+from gateway.auth import Authenticator, Principal
 from gateway.broker import Broker, RedisBroker
 from gateway.history import SharedHistory
 from gateway.hub import Hub
 from gateway.metrics import GatewayMetrics
+from gateway.protocol import Wire
 from gateway.reader import StreamReader
+from gateway.replay import Replayer
+from gateway.session import Session, SessionContext
 from gateway.settings import GatewaySettings
+from gateway.values import Frame, StreamEntry
 from gateway.writer import Flusher
 from shared.keys import Keys
 from shared.publisher import AsyncPublisher
@@ -36,19 +44,27 @@ STOP_TASKS_WAIT = 2.0  # seconds the node's own tasks get to end after cancel
 
 
 class Node:
+    """Owns one gateway process's core: builds it, wires it, starts and stops it.
+
+    The chain it wires: broker -> :class:`StreamReader` -> (this node, the reader's dispatcher)
+    -> :class:`Hub` -> subscriptions of each :class:`Session` -> their writers.
+    """
+
     def __init__(self, settings: GatewaySettings, broker: Broker | None = None) -> None:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self.broker: Broker = broker or RedisBroker(settings.redis_url, self.keys)
-        self.hub = Hub()
+        self.hub: Hub[Session] = Hub()
         self.flusher = Flusher()
         self.auth = Authenticator(settings)
         self.metrics = GatewayMetrics(self._live_values)
         self.history = SharedHistory(self.broker)
-        self.reader = StreamReader(self.broker, self.hub, self.metrics,
+        self.reader = StreamReader(self.broker, self, self.metrics,
                                    count=settings.reader_count, block=settings.reader_block,
-                                   epoch_check=settings.reader_epoch_check,
-                                   on_gap=self.history.forget)
+                                   epoch_check=settings.reader_epoch_check)
+        self.replayer = Replayer(self.broker, self.history, self.reader, settings, self.metrics)
+        self.session_context = SessionContext(settings, self.metrics, self.hub, self.replayer,
+                                              self.auth.verify, self.flusher)
         self.publisher: AsyncPublisher | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = time.monotonic()
@@ -84,6 +100,42 @@ class Node:
         await topology.aclose()
         await self.broker.close()
         log.info("node %s stopped", self.settings.node)
+
+    # --- the reader's dispatcher -------------------------------------------------------------
+
+    def dispatch(self, event_type: str, entries: list[StreamEntry]) -> None:
+        self.hub.dispatch(event_type, entries)
+
+    def reset(self, event_type: str, reason: str) -> None:
+        self.history.forget(event_type)  # cached blocks may hold entries that are gone
+        self.hub.resync(event_type, reason)
+
+    # --- connections -------------------------------------------------------------------------
+
+    def connect(
+        self,
+        send: Callable[[Frame], Awaitable[None]],
+        close: Callable[[int, str], Coroutine[Any, Any, None]],
+        send_now: Callable[[list[Frame], bool], bool] | None,
+        wire: Wire,
+        *,
+        batch: bool,
+        batch_ms: float,
+        principal: Principal | None,
+        remote: str = "",
+    ) -> Session:
+        """A new connection's session, registered with the hub (not started)."""
+        session = Session(self.session_context, send, close, send_now, wire, batch=batch,
+                          batch_ms=batch_ms, principal=principal, remote=remote)
+        self.hub.add(session)
+        return session
+
+    async def disconnect(self, session: Session) -> None:
+        """The connection is gone: the session leaves the hub and stops; its counts are kept."""
+        self.hub.remove(session)
+        await session.finish()
+        w = session.writer
+        self.forget(w.messages_sent, w.frames_sent, w.bytes_sent)
 
     def forget(self, messages: int, frames: int, size: int) -> None:
         totals = self.closed_totals
@@ -125,6 +177,7 @@ class Node:
             while True:
                 status = {
                     "node": self.settings.node, "port": self.settings.port,
+                    "metrics_port": self.settings.metrics_port,
                     "connections": len(self.hub.sessions), "reader_ok": self.reader_fresh(),
                     "ts": int(time.time() * 1000),
                 }

@@ -2,7 +2,9 @@
 
 :func:`parse` turns one client frame into a command or raises :class:`ClientError` with the
 contract's error code. :class:`Wire` encodes control messages and packs batches for one of the
-two wire formats; events arrive already encoded once per format (see :mod:`gateway.hub`).
+two wire formats; events arrive already encoded once per format (:class:`gateway.values.Encoded`).
+Every outgoing frame is ``bytes`` (:data:`gateway.values.Frame`): UTF-8 JSON, sent as a WebSocket
+text frame, or msgpack, sent as binary.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import msgpack
 import orjson
 
+from gateway.values import Frame
 from shared.errors import InvalidOffset
 from shared.events import is_event_type, is_symbol
 from shared.offsets import Offset, parse_offset
@@ -198,20 +201,20 @@ class Wire:
         self.binary = binary
         self.name = SUBPROTOCOL_MSGPACK if binary else SUBPROTOCOL_JSON
 
-    def encode(self, message: dict[str, Any]) -> str | bytes:
+    def encode(self, message: dict[str, Any]) -> Frame:
         if self.binary:
             return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
-        return orjson.dumps(message).decode()
+        return orjson.dumps(message)
 
-    def pack_batch(self, items: list[Any]) -> str | bytes:
-        """Several encoded messages as one frame: a JSON array or a msgpack array."""
+    def pack_batch(self, items: list[Frame]) -> Frame:
+        """Several encoded messages of this format as one frame: a JSON or a msgpack array."""
         if self.binary:
             count = len(items)
             header = bytes((0x90 | count,)) if count < 16 else (
                 b"\xdc" + struct.pack(">H", count) if count < 65536 else b"\xdd" + struct.pack(">I", count)
             )
-            return header + b"".join(items)
-        return "[" + ",".join(items) + "]"
+            return b"".join((header, *items))
+        return b"".join((b"[", b",".join(items), b"]"))
 
 
 JSON_WIRE = Wire(binary=False)

@@ -1,4 +1,9 @@
-"""The stream reader: blocking XREADs, one per broker partition, handing entries to the hub.
+"""The stream reader: blocking XREADs, one per broker partition, handing entries to a dispatcher.
+
+The reader knows the broker (:class:`~gateway.broker.Broker`) below it and, above it, only the
+:class:`Dispatcher` it calls: ``dispatch`` for every entry read, ``reset`` for a type whose
+stream had a gap. The node implements the dispatcher (the hub fans out; a reset closes that
+type's subscribers with 4009); the reader never sees a session.
 
 * Each partition of the broker (one Redis server or the Sentinel primary: every stream; Redis
   Cluster: each hash slot in use, on its primary) gets its own read loop; a housekeeping loop
@@ -15,7 +20,7 @@
   a different epoch (the stream was deleted or Redis lost its data), entries it had not read
   that were trimmed, or a stream that **went back** (its newest entry is behind what the reader
   delivered, or the entry it delivered last is gone: a failover to a replica that had not
-  received it). Subscribers of such a type are closed with 4009; a stream that went back also
+  received it). Such a type is reset (its subscribers get 4009); a stream that went back also
   gets a new epoch, so every client holding offsets of the lost history is told
   ``recovered: false`` when it resumes, on every gateway.
 * ``last_ok`` (monotonic time of the oldest partition's last completed read) feeds ``/readyz``.
@@ -27,37 +32,47 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from gateway.protocol import CLOSE_RESYNC
+from gateway.broker import Broker
+from gateway.metrics import GatewayMetrics
 from gateway.recovery import position_before
+from gateway.values import StreamEntry, StreamState
 from shared.backoff import Backoff
 from shared.offsets import Offset, format_offset
 from shared.redisconn import RETRYABLE_ERRORS
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from gateway.broker import Broker, Entry, StreamState
-    from gateway.hub import Hub
-    from gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("tickstream.gateway.reader")
 
 TYPES_REFRESH = 1.0  # seconds between looks for new event types
 EPOCH_CHECK = 5.0  # seconds between epoch checks while all is well
-DISPATCH_CHUNK = 128  # entries handed to the hub before writers get a turn
+DISPATCH_CHUNK = 128  # entries dispatched at once before writers get a turn
+
+
+class Dispatcher(Protocol):
+    """What the reader hands its results to (the node)."""
+
+    def dispatch(self, event_type: str, entries: list[StreamEntry]) -> None:
+        """Entries read from the stream of ``event_type``: each once, in offset order."""
+
+    def reset(self, event_type: str, reason: str) -> None:
+        """The stream of ``event_type`` had a gap (``reason``): what was delivered of it may be
+        wrong or incomplete, so its subscribers must resynchronise (4009)."""
 
 
 class StreamReader:
+    """Owns the read positions and epochs of every type it reads, its read loops and checks.
+
+    It reads from ``broker`` and hands everything to ``dispatcher``; it is also the gateway's
+    tail (:class:`gateway.replay.Tail`): where live delivery of each type starts.
+    """
+
     def __init__(
-        self, broker: Broker, hub: Hub, metrics: GatewayMetrics, *, count: int = 1000,
-        block: float = 1.0, epoch_check: float = EPOCH_CHECK,
-        on_gap: Callable[[str], None] | None = None,
+        self, broker: Broker, dispatcher: Dispatcher, metrics: GatewayMetrics, *,
+        count: int = 1000, block: float = 1.0, epoch_check: float = EPOCH_CHECK,
     ) -> None:
         self.epoch_check = epoch_check
-        self.on_gap = on_gap
-        self.broker, self.hub, self.metrics = broker, hub, metrics
+        self.broker, self.dispatcher, self.metrics = broker, dispatcher, metrics
         self.count = count
         self.block_ms = max(1, int(block * 1000))
         self.positions: dict[str, Offset] = {}  # types the reader reads, and from where
@@ -213,7 +228,7 @@ class StreamReader:
                 await asyncio.sleep(backoff.next_delay(time.monotonic()))
 
     async def _dispatch(self, asked: dict[str, Offset],
-                        batches: list[tuple[str, list[Entry]]]) -> None:
+                        batches: list[tuple[str, list[StreamEntry]]]) -> None:
         full: list[str] = []
         for event_type, entries in batches:
             if not entries or self.positions.get(event_type) != asked.get(event_type):
@@ -224,8 +239,9 @@ class StreamReader:
             self._delivered.add(event_type)
             self.metrics.events_read.labels(event_type).inc(len(entries))
             self.lag = max(0.0, time.time() - entries[-1].pos[0] / 1000)
+            dispatch = self.dispatcher.dispatch
             for start in range(0, len(entries), DISPATCH_CHUNK):
-                self.hub.dispatch(event_type, entries[start:start + DISPATCH_CHUNK])
+                dispatch(event_type, entries[start:start + DISPATCH_CHUNK])
                 if len(entries) > DISPATCH_CHUNK:
                     await asyncio.sleep(0)  # writers drain between chunks of a large read
             if len(entries) >= self.count:
@@ -323,7 +339,4 @@ class StreamReader:
     def _gap(self, event_type: str, why: str) -> None:
         log.warning("gap in %s: %s; closing its subscribers with 4009", event_type, why)
         self.metrics.gaps.labels(event_type).inc()
-        if self.on_gap is not None:
-            self.on_gap(event_type)
-        for session in list(self.hub.subscribers(event_type)):
-            session.close(CLOSE_RESYNC, f"resync needed: {event_type} {why}")
+        self.dispatcher.reset(event_type, why)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
-from gateway.broker import StreamState
+from gateway.values import StreamState
 from shared.offsets import Offset
 
 

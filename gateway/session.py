@@ -1,8 +1,11 @@
 """One client connection: its identity, its subscriptions, its limits and its messages.
 
 The session does not own the socket: it is given ``send`` and ``close`` callables (the ASGI
-adapter in :mod:`gateway.endpoint`) and is fed frames through :meth:`Session.on_frame`. How a
-subscription starts (history, then live) is in :mod:`gateway.replay`.
+adapter in :mod:`gateway.endpoint`) and is fed frames through :meth:`Session.on_frame`. What
+it uses of the node is exactly its :class:`SessionContext`: the settings, the metrics, where
+subscriptions are indexed for live events (:class:`Routes`, the hub), the
+:class:`~gateway.replay.Replayer` that starts them (history, then live), the token check and
+the flusher its writer uses.
 """
 
 from __future__ import annotations
@@ -12,92 +15,60 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from gateway import protocol as p
 from gateway.auth import AuthError, Principal
-from gateway.replay import ReplayMixin
+from gateway.metrics import GatewayMetrics
+from gateway.ratelimit import RateLimiter
+from gateway.replay import Replayer
+from gateway.settings import GatewaySettings
 from gateway.subscription import Subscription, make_subscription
-from gateway.writer import Frame, Writer
+from gateway.values import Frame
+from gateway.writer import Flusher, Writer
 from shared.logsetup import conn_logger
-
-if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine
-
-    from gateway.node import Node
 
 log = logging.getLogger("tickstream.gateway.session")
 
-NOTICE_INTERVAL = 1.0  # at most one id-less rate_limited error per this many seconds
+class Routes(Protocol):
+    """Where a session's subscriptions are indexed for live events (the hub)."""
+
+    def index(self, sub: Subscription) -> None:
+        """Start (or, after its user changed, re-route) live delivery to ``sub``."""
+
+    def unindex(self, sub: Subscription) -> None:
+        """Stop live delivery to ``sub``."""
 
 
-class RateLimiter:
-    """The client-message rate rule, on a clock the caller passes in (monotonic seconds).
+@dataclass(frozen=True, slots=True)
+class SessionContext:
+    """What every session of a node is given: built once by the node, shared by all."""
 
-    A token bucket: ``rate`` messages per second with a burst of one second's worth
-    (``max(1, rate)``). A message that finds no token is dropped (:meth:`take` says False).
-    Drops are grouped in runs of one-second windows counted from the first drop of the run;
-    a window without a drop ends the run. :attr:`abusive` turns true when a run covers
-    ``abuse_seconds`` consecutive windows: the client kept violating the limit for that long
-    (at least ``abuse_seconds - 1`` seconds), which a burst, however large, does not.
+    settings: GatewaySettings
+    metrics: GatewayMetrics
+    routes: Routes
+    replayer: Replayer
+    verify: Callable[[str], Principal]  # a token's principal; raises AuthError
+    flusher: Flusher
+
+
+class Session:
+    """Owns one connection: its principal, its subscriptions, its rate limit and its writer.
+
+    It parses the client's messages and answers them, registers subscriptions with the routes
+    and has the replayer start them, and closes the connection (4008 slow consumer, 1008 abuse,
+    4401 expired token, 4009 through a subscription's resync).
     """
 
-    __slots__ = ("_last_window", "_next_notice", "_refilled", "_run_start", "_tokens",
-                 "abuse_seconds", "burst", "dropped", "rate")
-
-    def __init__(self, rate: float, abuse_seconds: int, now: float) -> None:
-        self.rate = rate
-        self.burst = max(1.0, rate)
-        self.abuse_seconds = abuse_seconds
-        self.dropped = 0
-        self._tokens = self.burst
-        self._refilled = now
-        self._run_start: float | None = None  # when the current run of drops began
-        self._last_window = -1  # the run's last window (0 = the second after its first drop)
-        self._next_notice = float("-inf")
-
-    def take(self, now: float) -> bool:
-        """One message arrives at ``now``: True to handle it, False to drop it."""
-        tokens = min(self.burst, self._tokens + max(0.0, now - self._refilled) * self.rate)
-        self._refilled = now
-        if tokens >= 1:
-            self._tokens = tokens - 1
-            return True
-        self._tokens = tokens
-        self.dropped += 1
-        start = self._run_start
-        window = -1 if start is None else int((now - start) // 1.0)
-        if start is None or window > self._last_window + 1:  # no run, or a quiet window: a new run
-            self._run_start, self._last_window = now, 0
-        elif window > self._last_window:
-            self._last_window = window
-        return False
-
-    @property
-    def run_seconds(self) -> int:
-        """Consecutive one-second windows with drops in the current run (0: none yet)."""
-        return 0 if self._run_start is None else self._last_window + 1
-
-    @property
-    def abusive(self) -> bool:
-        return self.run_seconds >= self.abuse_seconds
-
-    def notice_due(self, now: float) -> bool:
-        """Whether an id-less ``rate_limited`` error may go out now (at most one per second)."""
-        if now < self._next_notice:
-            return False
-        self._next_notice = now + NOTICE_INTERVAL
-        return True
-
-
-class Session(ReplayMixin):
     def __init__(
         self,
-        node: Node,
+        ctx: SessionContext,
         send: Callable[[Frame], Awaitable[None]],
         close: Callable[[int, str], Coroutine[Any, Any, None]],
-        send_now: Callable[[list[Frame]], bool] | None,
+        send_now: Callable[[list[Frame], bool], bool] | None,
         wire: p.Wire,
         *,
         batch: bool,
@@ -105,16 +76,16 @@ class Session(ReplayMixin):
         principal: Principal | None,
         remote: str = "",
     ) -> None:
-        settings = node.settings
-        self.node = node
+        settings = ctx.settings
+        self.ctx = ctx
         self.id = os.urandom(8).hex()
         self.wire = wire
         self.principal = principal
         self.remote = remote
         self.subs: dict[str, Subscription] = {}
         self.writer = Writer(send, wire, max_bytes=settings.slow_client_max_bytes, batch=batch,
-                             batch_ms=batch_ms, on_latency=node.metrics.latency.observe,
-                             send_now=send_now, flusher=node.flusher)
+                             batch_ms=batch_ms, on_latency=ctx.metrics.latency.observe,
+                             send_now=send_now, flusher=ctx.flusher)
         self.log = conn_logger(log, self.id)
         self._close = close
         # subscribe tasks still running, with the id of the subscribe each one answers
@@ -133,17 +104,14 @@ class Session(ReplayMixin):
 
     @property
     def is_admin(self) -> bool:
-        return self.principal is not None and self.principal.has_role(self.node.settings.admin_role)
-
-    def can_see(self, entry_user: str) -> bool:
-        return not entry_user or entry_user == self.user or self.is_admin
+        return self.principal is not None and self.principal.has_role(self.ctx.settings.admin_role)
 
     # --- life cycle --------------------------------------------------------------------------
 
     def start(self) -> None:
         self.send_control({
-            "type": "welcome", "session": self.id, "node": self.node.settings.node,
-            "protocol": p.PROTOCOL_VERSION, "heartbeat": self.node.settings.heartbeat_interval,
+            "type": "welcome", "session": self.id, "node": self.ctx.settings.node,
+            "protocol": p.PROTOCOL_VERSION, "heartbeat": self.ctx.settings.heartbeat_interval,
             "user": self.user,
         })
 
@@ -158,21 +126,21 @@ class Session(ReplayMixin):
         self.closed = True
         self.close_code = code
         self.writer.close()
-        self.node.metrics.closes.labels(str(code)).inc()
+        self.ctx.metrics.closes.labels(str(code)).inc()
         self.log.info("closing with %d: %s", code, reason)
         self._closing = asyncio.create_task(self._close(code, reason[:120]))
 
     def slow_consumer(self, why: str) -> None:
         if not self.closed:
-            self.node.metrics.slow_consumers.inc()
+            self.ctx.metrics.slow_consumers.inc()
             self.close(p.CLOSE_SLOW, f"slow consumer: {why}")
 
     async def finish(self) -> None:
-        """The connection is gone: stop every task and leave the hub."""
+        """The connection is gone: stop every task and every subscription."""
         self.closed = True
         self.writer.close()
-        self.node.hub.remove(self)
         for sub in self.subs.values():
+            self.ctx.routes.unindex(sub)
             sub.close()
         tasks = [task for task, _ in self._pending.values()]
         for task in tasks:
@@ -187,10 +155,10 @@ class Session(ReplayMixin):
             return
         if not self._take_token(frame, binary):
             return
-        if len(frame) > self.node.settings.max_message_bytes:
+        if len(frame) > self.ctx.settings.max_message_bytes:
             # still answered with its id (the frame is at most MAX_FRAME_BYTES)
             self._error(p.ClientError("too_large", f"message of {len(frame)} bytes is over the "
-                                      f"{self.node.settings.max_message_bytes} limit",
+                                      f"{self.ctx.settings.max_message_bytes} limit",
                                       p.message_id(frame, binary)))
             return
         try:
@@ -207,7 +175,7 @@ class Session(ReplayMixin):
             self._error(exc)
 
     def _error(self, exc: p.ClientError) -> None:
-        self.node.metrics.client_errors.labels(exc.code).inc()
+        self.ctx.metrics.client_errors.labels(exc.code).inc()
         self.send_control(p.error(exc.code, exc.message, exc.msg_id))
 
     def _take_token(self, frame: str | bytes, binary: bool) -> bool:
@@ -221,7 +189,7 @@ class Session(ReplayMixin):
             return False
         # A dropped request with an id is still answered, so every request gets one reply;
         # messages without one share at most one error per second.
-        msg_id = p.message_id(frame, binary) if len(frame) <= self.node.settings.max_message_bytes \
+        msg_id = p.message_id(frame, binary) if len(frame) <= self.ctx.settings.max_message_bytes \
             else None
         if msg_id is not None or limiter.notice_due(now):
             self._error(p.ClientError("rate_limited", f"over {limiter.rate:g} messages per second: "
@@ -230,15 +198,15 @@ class Session(ReplayMixin):
 
     def _auth(self, command: p.Auth) -> None:
         try:
-            principal = self.node.auth.verify(command.token)
+            principal = self.ctx.verify(command.token)
         except AuthError as exc:
             raise p.ClientError("unauthorized", str(exc), command.id) from None
         if self.principal is not None and principal.user != self.principal.user:
             raise p.ClientError("forbidden", "the token is for another user: reconnect to switch",
                                 command.id)
-        old_user, was_admin = self.user, self.is_admin
         self.principal = principal
-        self.node.hub.user_changed(self, old_user, was_admin)
+        for sub in self.subs.values():  # a new user or new roles: private events re-routed
+            self.ctx.routes.index(sub)
         self.send_control(p.with_id({"type": "authenticated", "user": principal.user}, command.id))
 
     def _unsubscribe(self, command: p.Unsubscribe) -> None:
@@ -262,11 +230,11 @@ class Session(ReplayMixin):
                 self._error(p.ClientError("bad_request", f"subscription to {event_type} was "
                                           "cancelled by a later request before it started", msg_id))
         if sub is not None:
-            self.node.hub.unindex(sub)
+            self.ctx.routes.unindex(sub)
             sub.close()
 
     def _subscribe(self, command: p.Subscribe) -> None:
-        settings = self.node.settings
+        settings, replayer = self.ctx.settings, self.ctx.replayer
         if command.event_type not in self.subs and len(self.subs) >= settings.max_subscriptions:
             raise p.ClientError("forbidden", f"at most {settings.max_subscriptions} subscriptions "
                                 "per connection", command.id)
@@ -280,11 +248,12 @@ class Session(ReplayMixin):
             # (The new request's conflate_ms applies: subscribing again without it turns it off.)
             command = dataclasses.replace(command, since=previous.position, epoch=None, last=None)
         self._drop(command.event_type)
-        sub = make_subscription(self, command.event_type, command.symbols, command.conflate_ms)
+        sub = make_subscription(self, self.writer, command.event_type, command.symbols,
+                                command.conflate_ms)
         self.subs[command.event_type] = sub
-        self.node.hub.index(sub)  # from here on, live events are captured
-        self.node.reader.watch(command.event_type)
-        task = asyncio.create_task(self._start(sub, command))
+        self.ctx.routes.index(sub)  # from here on, live events are captured
+        replayer.watch(command.event_type)
+        task = asyncio.create_task(replayer.start(sub, command, self.send_control, self.log))
         self._pending[command.event_type] = (task, command.id)
         task.add_done_callback(partial(self._settled, command.event_type))
 
@@ -304,6 +273,6 @@ class Session(ReplayMixin):
         if self.principal is not None and self.principal.expired(now_wall):
             self.close(p.CLOSE_UNAUTHORIZED, "token expired")
             return
-        if now_mono - self.writer.last_activity >= self.node.settings.heartbeat_interval:
+        if now_mono - self.writer.last_activity >= self.ctx.settings.heartbeat_interval:
             self.writer.last_activity = now_mono
             self.send_control({"type": "heartbeat", "ts": p.now_ms()})

@@ -1,5 +1,10 @@
 """One subscription of one connection: its filter, its position and live delivery.
 
+A subscription is what the hub offers live events to (it is a :class:`gateway.hub.Subscriber`).
+It queues frames on its connection's :class:`~gateway.writer.Writer` and knows its connection
+only through the small :class:`Owner` protocol (who the user is, how to give up on a slow
+client, how to close).
+
 While the subscription replays history it is *recovering*: live events are buffered, and
 :mod:`gateway.replay` hands them over once the history is out. Afterwards each live batch is
 queued directly, dropping any offset at or below the last one delivered.
@@ -7,7 +12,7 @@ queued directly, dropping any offset at or below the last one delivered.
 A subscription with ``conflate_ms`` is a :class:`ConflatedSubscription`: live events go
 through its :class:`~gateway.conflate.Conflater` (at most one per symbol per interval, the
 newest), released at once or by one timer per subscription. The held events are the hub's
-shared :class:`~gateway.hub.Encoded` objects: nothing is encoded per subscriber, and an event
+shared :class:`~gateway.values.Encoded` objects: nothing is encoded per subscriber, and an event
 that is replaced before it goes out is never encoded for this subscriber at all.
 """
 
@@ -18,43 +23,83 @@ import logging
 import math
 import weakref
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from gateway.broker import Entry
 from gateway.conflate import Conflater, key_of
-from gateway.hub import Batch, Encoded
+from gateway.protocol import CLOSE_RESYNC
 from gateway.recovery import position_before
+from gateway.values import Batch, Encoded, Frame, StreamEntry
+from gateway.writer import Writer
 from shared.errors import CodecError
 from shared.offsets import Offset
-
-if TYPE_CHECKING:
-    from gateway.session import Session
 
 log = logging.getLogger("tickstream.gateway.subscription")
 
 
+class Owner(Protocol):
+    """What a subscription needs from its connection."""
+
+    @property
+    def user(self) -> str | None: ...
+
+    @property
+    def is_admin(self) -> bool: ...
+
+    def slow_consumer(self, why: str) -> None:
+        """Give up on a client that does not keep up (close with 4008)."""
+
+    def close(self, code: int, reason: str) -> None: ...
+
+
 class Subscription:
-    """One event type a session receives, with its filter and delivery position."""
+    """One event type a connection receives: its filter, delivery position and live buffer."""
 
-    __slots__ = ("binary", "buffer", "buffer_bytes", "event_type", "last", "recovering", "replied",
-                 "session", "symbols", "writer")
+    __slots__ = ("binary", "buffer", "buffer_bytes", "closed", "event_type", "last", "owner",
+                 "recovering", "replied", "symbols", "writer")
 
-    def __init__(self, session: Session, event_type: str, symbols: frozenset[str] | None) -> None:
-        self.session = session
-        self.writer = session.writer
-        self.binary = session.wire.binary
+    def __init__(self, owner: Owner, writer: Writer, event_type: str,
+                 symbols: frozenset[str] | None) -> None:
+        self.owner = owner
+        self.writer = writer
+        self.binary = writer.wire.binary
         self.event_type = event_type
         self.symbols = symbols
         self.last: Offset = (0, 0)
         self.recovering = True  # live events are buffered until history is delivered
         self.replied = False  # the ``subscribed`` reply was queued
+        self.closed = False  # dropped, or its connection ended
         self.buffer: list[Encoded] = []
         self.buffer_bytes = 0
+
+    @property
+    def user(self) -> str | None:
+        return self.owner.user
+
+    @property
+    def is_admin(self) -> bool:
+        return self.owner.is_admin
+
+    @property
+    def gone(self) -> bool:
+        """Nothing more can be delivered: the subscription or its connection was closed."""
+        return self.closed or self.writer.closed
 
     @property
     def position(self) -> Offset:
         """Where a replacement of this subscription continues from (no gap, no duplicate)."""
         return self.last
+
+    def visible(self, entry: StreamEntry) -> bool:
+        """Whether the entry is for this subscription: its filter, and a private event's user."""
+        if self.symbols is not None and entry.symbol not in self.symbols:
+            return False
+        return not entry.user or entry.user == self.owner.user or self.owner.is_admin
+
+    def slow(self, why: str) -> None:
+        self.owner.slow_consumer(why)
+
+    def resync(self, reason: str) -> None:
+        self.owner.close(CLOSE_RESYNC, f"resync needed: {self.event_type} {reason}")
 
     def offer(self, event: Encoded) -> None:
         """One live event (private events come one by one), in stream order."""
@@ -64,10 +109,10 @@ class Subscription:
             self.last = event.pos
             item = event.wire(self.binary)
             if not self.writer.push_many([item], len(item), event.ts):
-                self.session.slow_consumer("outgoing queue full")
+                self.owner.slow_consumer("outgoing queue full")
 
     def offer_batch(self, batch: Batch) -> None:
-        """A run of live events, in stream order; the wire list is shared with other subscribers."""
+        """A run of live events, in stream order; the frame list is shared with other subscribers."""
         events = batch.events
         if self.recovering:
             self._buffer(events)
@@ -82,19 +127,17 @@ class Subscription:
             size = sum(map(len, items))
         self.last = events[-1].pos
         if not self.writer.push_many(items, size, events[0].ts):
-            self.session.slow_consumer("outgoing queue full")
+            self.owner.slow_consumer("outgoing queue full")
 
     def close(self) -> None:
-        """The subscription was dropped or its session ended."""
+        """The subscription was dropped or its connection ended."""
+        self.closed = True
 
     def _buffer(self, events: list[Encoded]) -> None:
         self.buffer.extend(events)
         self.buffer_bytes += sum(len(e.entry.payload) for e in events) + 64 * len(events)
         if self.buffer_bytes > self.writer.max_bytes:
-            self.session.slow_consumer("live events piled up during a replay")
-
-    def matches(self, item: Entry) -> bool:
-        return self.symbols is None or item.entry.symbol in self.symbols
+            self.owner.slow_consumer("live events piled up during a replay")
 
 
 # The newest event of each symbol in the last batch offered to a conflated subscription: the hub
@@ -175,9 +218,9 @@ class ConflatedSubscription(Subscription):
 
     __slots__ = ("_loop", "_timer_at", "_wheel", "conflate_ms", "conflater", "scanned", "slot")
 
-    def __init__(self, session: Session, event_type: str, symbols: frozenset[str] | None,
-                 conflate_ms: int) -> None:
-        super().__init__(session, event_type, symbols)
+    def __init__(self, owner: Owner, writer: Writer, event_type: str,
+                 symbols: frozenset[str] | None, conflate_ms: int) -> None:
+        super().__init__(owner, writer, event_type, symbols)
         self.conflate_ms = conflate_ms
         self.conflater: Conflater[Encoded] = Conflater(conflate_ms / 1000.0)
         self._loop = asyncio.get_running_loop()
@@ -251,7 +294,7 @@ class ConflatedSubscription(Subscription):
         self._arm()
 
     def push(self, events: list[Encoded]) -> None:
-        items: list[str | bytes] = []
+        items: list[Frame] = []
         binary, size = self.binary, 0
         for event in events:
             try:
@@ -264,9 +307,10 @@ class ConflatedSubscription(Subscription):
         if events[-1].pos > self.last:
             self.last = events[-1].pos
         if items and not self.writer.push_many(items, size, events[0].ts):
-            self.session.slow_consumer("outgoing queue full")
+            self.owner.slow_consumer("outgoing queue full")
 
     def close(self) -> None:
+        super().close()
         self.slot = None
         self.conflater.clear()
 
@@ -280,8 +324,7 @@ class ConflatedSubscription(Subscription):
     def fire(self) -> None:
         """The timer: send what the window ends released (called by the wheel)."""
         self.slot = None
-        session = self.session
-        if session.closed or self.recovering or session.subs.get(self.event_type) is not self:
+        if self.recovering or self.gone:
             return
         # The loop's clock may be coarser than the deadline (uvloop: milliseconds).
         out = self.conflater.take(max(self._loop.time(), self._timer_at))
@@ -290,8 +333,8 @@ class ConflatedSubscription(Subscription):
         self._arm()
 
 
-def make_subscription(session: Session, event_type: str, symbols: frozenset[str] | None,
-                      conflate_ms: int | None) -> Subscription:
+def make_subscription(owner: Owner, writer: Writer, event_type: str,
+                      symbols: frozenset[str] | None, conflate_ms: int | None) -> Subscription:
     if conflate_ms is None:
-        return Subscription(session, event_type, symbols)
-    return ConflatedSubscription(session, event_type, symbols, conflate_ms)
+        return Subscription(owner, writer, event_type, symbols)
+    return ConflatedSubscription(owner, writer, event_type, symbols, conflate_ms)

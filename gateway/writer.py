@@ -1,15 +1,17 @@
 """The per-connection writer: a bounded outgoing queue, flushed without a task switch.
 
 Everything a client receives goes through :meth:`Writer.push_many`: lists of already-encoded
-messages, usually the very list object every other subscriber of the same events received
-(nothing is copied per subscriber). The queue is bounded in bytes: a push that would pass
-``max_bytes`` fails, and the session closes the connection with 4008 rather than drop events.
+messages (``bytes``, see :data:`gateway.values.Frame`), usually the very list object every
+other subscriber of the same events received (nothing is copied per subscriber). The queue is
+bounded in bytes: a push that would pass ``max_bytes`` fails, and the session closes the
+connection with 4008 rather than drop events.
 
 Flushing has two paths:
 
 * **fast** -- the writer is marked dirty with the node's :class:`Flusher`, which, one loop
   callback later (or ``batch_ms`` later in batch mode), writes every dirty writer's frames with
-  one synchronous ``send_now`` each: one system call per connection per flush, no coroutine,
+  one synchronous ``send_now(frames, binary)`` each (``binary``: the connection's wire format,
+  so JSON goes out as text frames): one system call per connection per flush, no coroutine,
   no task switch;
 * **slow** -- when ``send_now`` refuses (the client's transport is paused because it does not
   read fast enough), the writer's own task takes over and awaits the ASGI ``send`` frame by
@@ -26,10 +28,10 @@ from collections.abc import Awaitable, Callable
 from itertools import chain
 
 from gateway.protocol import Wire
+from gateway.values import Frame
 
-Frame = str | bytes
 SendFn = Callable[[Frame], Awaitable[None]]
-SendNowFn = Callable[[list[Frame]], bool]
+SendNowFn = Callable[[list[Frame], bool], bool]  # (frames, binary): False if it cannot now
 LatencyFn = Callable[[float], None]
 
 FRAME_BUDGET = 256 * 1024  # a batch frame is cut at about this many bytes
@@ -61,6 +63,12 @@ Taken = tuple[list[Frame], int, int, int]  # frames, messages, bytes, oldest eve
 
 
 class Writer:
+    """Owns one connection's outgoing queue: its byte limit, its flushes and its send counts.
+
+    It never closes the connection itself (a failed push returns False and the session decides);
+    it only stops writing when the peer is gone mid-send.
+    """
+
     __slots__ = (
         "_busy", "_chunks", "_drained", "_flusher", "_inflight", "_oldest_ts", "_on_latency",
         "_scheduled", "_send", "_send_now", "_stalled", "_task", "batch", "batch_delay",
@@ -137,7 +145,7 @@ class Writer:
             return
         assert self._send_now is not None
         taken = self._take()
-        if self._send_now(taken[0]):
+        if self._send_now(taken[0], self.wire.binary):
             self._sent(taken)
         else:  # the client is not reading fast enough: its task waits for the transport
             self._stalled = taken

@@ -9,37 +9,49 @@ Redis can share the field names across entries:
 * ``u`` -- the user allowed to receive the event, or empty for a public event.
 
 The event type is the stream's name; the offset is the entry id.
+
+:class:`StreamEntry` is the one representation of an entry everywhere it travels (the gateway's
+reader, history and fan-out, the tests' readers): its offset is parsed once, when it is decoded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 import orjson
 
 from shared.errors import CodecError
+from shared.offsets import Offset, parse_offset
 
 F_DATA, F_JSON, F_SYMBOL, F_USER = b"d", b"j", b"s", b"u"
 
 
 @dataclass(slots=True)
 class StreamEntry:
-    """One event as read back from its stream; the payload stays encoded until needed."""
+    """One event as read back from its stream; the payload stays encoded until needed.
+
+    ``offset`` is the entry id as Redis wrote it and ``pos`` the same id parsed once, as
+    ``(ms, seq)``, for comparisons. ``cache`` belongs to whoever holds the entry: the gateway
+    keeps the entry's encoded frames there, so every replay sharing a history page encodes it
+    once (see ``gateway.values.Encoded.of``).
+    """
 
     event_type: str
     offset: str
+    pos: Offset
     symbol: str
     user: str
     payload: bytes
     payload_is_json: bool = False
+    cache: Any = field(default=None, compare=False, repr=False)
 
     @property
     def ts(self) -> int:
         """Milliseconds at which Redis accepted the event (the offset's time part)."""
-        return int(self.offset.split("-", 1)[0])
+        return self.pos[0]
 
     def data(self) -> dict[str, Any]:
         try:
@@ -75,9 +87,11 @@ def decode_entry(
         is_json = True
     if isinstance(payload, str):
         payload = payload.encode()
+    offset = _text(entry_id)
     return StreamEntry(
         event_type=event_type,
-        offset=_text(entry_id),
+        offset=offset,
+        pos=parse_offset(offset),
         symbol=_text(get(F_SYMBOL) or get("s")),  # type: ignore[call-overload]
         user=_text(get(F_USER) or get("u")),  # type: ignore[call-overload]
         payload=payload,

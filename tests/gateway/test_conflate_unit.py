@@ -8,7 +8,7 @@ import pytest
 
 from gateway import protocol as p
 from gateway.conflate import Conflater, key_of
-from shared.codec import StreamEntry
+from gateway.values import StreamEntry
 
 N = 0.1  # the interval: 100 ms
 
@@ -169,7 +169,7 @@ def test_the_promises_hold_on_random_traffic(seed: int) -> None:
 
 def test_key_of_separates_users_and_names_the_symbolless() -> None:
     def entry(symbol: str, user: str) -> StreamEntry:
-        return StreamEntry("t", "1-0", symbol, user, b"\x80")
+        return StreamEntry("t", "1-0", (1, 0), symbol, user, b"\x80")
 
     assert key_of(entry("BTCUSDT", "")) == "BTCUSDT"
     assert key_of(entry("", "")) == ""

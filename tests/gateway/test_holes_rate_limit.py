@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gateway.session import RateLimiter
+from gateway.ratelimit import RateLimiter
 from gateway.settings import GatewaySettings
 from tests.support.gateway import running_gateway
 from tests.support.raw_ws import PipeClient

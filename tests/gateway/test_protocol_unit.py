@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway import protocol as p
-from gateway.broker import StreamState
 from gateway.recovery import can_recover, merge, position_before
+from gateway.values import StreamState
 
 
 @pytest.mark.parametrize(("frame", "code", "text"), [
@@ -56,11 +56,16 @@ def test_subscribe_is_parsed_in_both_formats() -> None:
 
 
 def test_batches_are_arrays_in_both_formats() -> None:
-    json_items = [orjson.dumps({"n": i}).decode() for i in range(3)]
-    assert orjson.loads(p.JSON_WIRE.pack_batch(json_items)) == [{"n": 0}, {"n": 1}, {"n": 2}]
+    json_items = [orjson.dumps({"n": i}) for i in range(3)]
+    frame = p.JSON_WIRE.pack_batch(json_items)
+    assert type(frame) is bytes  # frames stay bytes (sent as text on a JSON connection)
+    assert orjson.loads(frame) == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert type(p.JSON_WIRE.encode({"type": "pong"})) is bytes
     for count in (2, 15, 16, 70000):
         items = [msgpack.packb({"n": i}) for i in range(count)]
-        assert msgpack.unpackb(p.MSGPACK_WIRE.pack_batch(items)) == [{"n": i} for i in range(count)]
+        packed = p.MSGPACK_WIRE.pack_batch(items)
+        assert type(packed) is bytes  # a binary frame
+        assert msgpack.unpackb(packed) == [{"n": i} for i in range(count)]
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,9 @@ positions = st.tuples(st.integers(0, 50), st.integers(0, 3))
 
 
 @given(st.lists(positions, unique=True), st.lists(positions, unique=True), positions)
-def test_merge_delivers_each_offset_once_in_order(history: list, live: list, after: tuple) -> None:
+def test_merge_delivers_each_offset_once_in_order(
+    history: list[tuple[int, int]], live: list[tuple[int, int]], after: tuple[int, int]
+) -> None:
     """History and live may overlap anywhere (the reader lags): each offset comes once, in order."""
     h = [Item(x) for x in sorted(history)]
     lv = [Item(x) for x in sorted(live)]

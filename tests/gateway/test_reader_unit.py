@@ -9,45 +9,34 @@ from typing import Any
 
 import pytest
 
-from gateway.broker import Entry
 from gateway.history import Block, SharedHistory, merge_blocks
 from gateway.memory_broker import MemoryBroker
 from gateway.metrics import GatewayMetrics
-from gateway.protocol import CLOSE_RESYNC
 from gateway.reader import StreamReader
-from shared.offsets import Offset
+from gateway.values import StreamEntry
+from shared.offsets import Offset, parse_offset
 from tests.support.waiting import until
 
 
-class FakeSession:
-    def __init__(self) -> None:
-        self.closed_with: int | None = None
-
-    def close(self, code: int, reason: str) -> None:
-        self.closed_with = code
-
-
-class FakeHub:
-    """Records what the reader dispatches; every type has the same one subscriber."""
+class FakeDispatcher:
+    """Records what the reader dispatches and which types it resets (the reader's only peer)."""
 
     def __init__(self) -> None:
         self.got: dict[str, list[Offset]] = {}
-        self.session = FakeSession()
-        self.dispatched = asyncio.Event()
+        self.resets: dict[str, str] = {}
 
-    def dispatch(self, event_type: str, entries: list[Entry]) -> None:
+    def dispatch(self, event_type: str, entries: list[StreamEntry]) -> None:
         self.got.setdefault(event_type, []).extend(e.pos for e in entries)
-        self.dispatched.set()
 
-    def subscribers(self, event_type: str) -> list[FakeSession]:
-        return [self.session]
+    def reset(self, event_type: str, reason: str) -> None:
+        self.resets[event_type] = reason
 
 
 @contextlib.asynccontextmanager
-async def reading(broker: MemoryBroker, **kw: Any) -> AsyncIterator[tuple[StreamReader, FakeHub]]:
-    hub = FakeHub()
+async def reading(broker: MemoryBroker, **kw: Any) -> AsyncIterator[tuple[StreamReader, FakeDispatcher]]:
+    hub = FakeDispatcher()
     metrics = GatewayMetrics(dict)
-    reader = StreamReader(broker, hub, metrics, block=0.05, **kw)  # type: ignore[arg-type]
+    reader = StreamReader(broker, hub, metrics, block=0.05, **kw)
     task = asyncio.create_task(reader.run())
     try:
         yield reader, hub
@@ -81,15 +70,14 @@ async def test_a_stream_that_went_back_closes_subscribers_and_gets_a_new_epoch()
         broker.rewind("t", 2)  # a failover to a replica that missed the last two
         await broker.interrupt()  # the reader's connection to the old primary is gone
         await broker.add("t", b"\x80")  # and the new primary already took a write
-        await until(lambda: hub.session.closed_with is not None, what="subscribers closed")
-        assert hub.session.closed_with == CLOSE_RESYNC
+        await until(lambda: "t" in hub.resets, what="the type reset")
+        assert "stream went back" in hub.resets["t"]
         assert (await broker.state("t")).epoch != epoch  # resumes will say recovered:false
         assert reader.metrics.rollbacks.labels("t")._value.get() == 1
 
 
-def _entries(broker_positions: list[Offset]) -> list[Entry]:
-    from shared.codec import StreamEntry
-    return [Entry(StreamEntry("t", f"{p[0]}-{p[1]}", "", "", b"\x80"), p) for p in broker_positions]
+def _entries(broker_positions: list[Offset]) -> list[StreamEntry]:
+    return [StreamEntry("t", f"{p[0]}-{p[1]}", p, "", "", b"\x80") for p in broker_positions]
 
 
 def test_blocks_that_overlap_or_touch_merge_into_one_exact_stretch() -> None:
@@ -108,7 +96,7 @@ async def test_concurrent_replays_share_their_history_reads(clients: int) -> Non
     fetches = 0
     real = broker.history
 
-    async def counted(event_type: str, after: Offset, count: int) -> list[Entry]:
+    async def counted(event_type: str, after: Offset, count: int) -> list[StreamEntry]:
         nonlocal fetches
         fetches += 1
         await asyncio.sleep(0)
@@ -116,7 +104,7 @@ async def test_concurrent_replays_share_their_history_reads(clients: int) -> Non
 
     broker.history = counted  # type: ignore[method-assign]
     shared = SharedHistory(broker)
-    positions = [tuple(int(x) for x in o.split("-")) for o in offsets]
+    positions = [parse_offset(o) for o in offsets]
 
     async def replay(start: int) -> list[Offset]:
         after: Offset = positions[start]
@@ -180,5 +168,5 @@ async def test_a_check_racing_the_read_loop_is_no_rollback() -> None:
         await until(raced.is_set, what="a check that raced the read loop")
         await broker.add("t", b"\x80")
         await until(lambda: len(hub.got.get("t", ())) == 2, what="both entries read")
-        assert hub.session.closed_with is None  # nothing went back: no 4009
+        assert hub.resets == {}  # nothing went back: no 4009
         assert reader.metrics.rollbacks.labels("t")._value.get() == 0

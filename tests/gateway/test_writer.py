@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.protocol import JSON_WIRE
-from gateway.writer import Flusher, Frame, Writer
+from gateway.values import Frame
+from gateway.writer import Flusher, Writer
 from tests.support.waiting import until
 
 
@@ -22,7 +23,8 @@ class Transport:
         self.frames: list[Frame] = []
         self.slow_sends = 0
 
-    def send_now(self, frames: list[Frame]) -> bool:
+    def send_now(self, frames: list[Frame], binary: bool) -> bool:
+        assert not binary, "a JSON connection's frames go out as text"
         if self.refusals and self.refusals.pop(0):
             return False
         self.frames.extend(frames)
@@ -59,7 +61,7 @@ def test_order_and_completeness_across_fast_and_slow_paths(
         n = 0
         for _ in range(40):
             size = rng.randint(1, 5)
-            items: list[Frame] = [orjson.dumps({"n": n + i}).decode() for i in range(size)]
+            items: list[Frame] = [orjson.dumps({"n": n + i}) for i in range(size)]
             assert writer.push_many(items, sum(map(len, items)))
             n += size
             if rng.random() < 0.5:
@@ -81,9 +83,9 @@ async def test_byte_limit_counts_frames_waiting_on_a_stalled_transport() -> None
         await asyncio.Event().wait()
 
     writer = Writer(never, JSON_WIRE, max_bytes=100, send_now=transport.send_now, flusher=Flusher())
-    assert writer.push("x" * 60)
+    assert writer.push(b"x" * 60)
     await until(lambda: len(transport.refusals) < 100, what="the fast path to be refused")
     assert writer.queued_bytes == 60
-    assert not writer.push("y" * 60), "the stalled frame must still count against the limit"
+    assert not writer.push(b"y" * 60), "the stalled frame must still count against the limit"
     writer.close()
     await writer.wait_closed()
