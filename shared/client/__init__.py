@@ -11,13 +11,18 @@
 
 It reconnects by itself and resumes every subscription from the last offset it received, so
 the application sees each event once, in offset order, across reconnects and gateway failures
-(within the retention window; beyond it, a :class:`Reset` says so). See docs/python-client.md.
+(within the retention window; beyond it, a :class:`Reset` says so). For synchronous code,
+:func:`connect_sync` gives a :class:`BlockingClient`: the same client on a private event loop in
+a daemon thread, its subscriptions plain iterators (or ``on_event`` callbacks). See
+docs/python-client.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from shared.client.blocking import BlockingClient, connect_sync
+from shared.client.blocking_subscription import BlockingSubscription
 from shared.client.client import Client
 from shared.client.errors import (
     AuthError,
@@ -33,8 +38,9 @@ from shared.client.subscription import Subscription
 from shared.client.tokens import TokenSource
 
 __all__ = [
-    "AuthError", "Client", "ClientClosed", "ClientError", "ClientOptions", "ConnectionRefused",
-    "Event", "Reset", "Status", "StreamReset", "Subscription", "SubscriptionError", "connect",
+    "AuthError", "BlockingClient", "BlockingSubscription", "Client", "ClientClosed", "ClientError",
+    "ClientOptions", "ConnectionRefused", "Event", "Reset", "Status", "StreamReset", "Subscription",
+    "SubscriptionError", "TokenSource", "connect", "connect_sync",
 ]
 
 

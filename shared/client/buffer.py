@@ -55,6 +55,11 @@ class Buffer(Generic[T]):
         self._items.append((False, item))
         self._readable.set()
 
+    @property
+    def error(self) -> BaseException | None:
+        """The error the buffer was closed with (raised by :meth:`get` once drained)."""
+        return self._error
+
     async def get(self) -> T:
         """The next item; StopAsyncIteration (or the close error) once closed and drained."""
         items = self._items
@@ -71,6 +76,18 @@ class Buffer(Generic[T]):
             if self._count < self.maxsize:
                 self._writable.set()
         return item
+
+    def drain(self, limit: int) -> list[T]:
+        """Up to ``limit`` items queued now, in order, without waiting (possibly none)."""
+        items = self._items
+        taken: list[T] = []
+        while items and len(taken) < limit:
+            counted, item = items.popleft()
+            self._count -= counted
+            taken.append(item)
+        if taken and self._count < self.maxsize:
+            self._writable.set()
+        return taken
 
     def close(self, error: BaseException | None = None) -> None:
         if not self.closed:

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from shared.backoff import Backoff
+from shared.client.checks import check_conflate_ms, check_event_type, check_last, check_symbols
 from shared.client.connection import Connection, Ended
 from shared.client.errors import AuthError, ClientClosed, ConnectionRefused
 from shared.client.model import Reset, Status
@@ -29,19 +30,21 @@ from shared.client.options import ClientOptions
 from shared.client.subscription import Callback, Subscription
 from shared.client.tokens import TokenProvider, TokenSource
 from shared.client.wire import CLOSE_UNAUTHORIZED, FATAL_CODES, check_offset, describe, redact, ws_url
-from shared.events import is_event_type, is_symbol
 from shared.logsetup import ConnLogger, conn_logger
 
 log = logging.getLogger("tickstream.client")
 
-MAX_LAST = 100_000
-MIN_CONFLATE_MS, MAX_CONFLATE_MS = 10, 60_000
 StatusCallback = Callable[[Status], Awaitable[None] | None]
 ResetCallback = Callable[[Reset], Awaitable[None] | None]
 
 
 class Client:
-    """A Tickstream WebSocket client. Create it with :func:`shared.client.connect`."""
+    """A Tickstream WebSocket client. Create it with :func:`shared.client.connect`.
+
+    It is the owner its connections and subscriptions are written against
+    (:class:`~shared.client.connection.ConnectionOwner`,
+    :class:`~shared.client.subscription.SubscriptionOwner`): they never import this module.
+    """
 
     def __init__(
         self,
@@ -162,21 +165,18 @@ class Client:
         """
         if self._done.is_set():
             raise self.error or ClientClosed("the client is closed")
-        if not is_event_type(event_type):
-            raise ValueError(f"event_type must match ^[a-z][a-z0-9_]{{0,63}}$, got {event_type!r}")
+        check_event_type(event_type)
         if event_type in self.subscriptions:
             raise ValueError(f"already subscribed to {event_type}: use update() on that subscription")
         if since is not None and last is not None:
             raise ValueError("give since or last, not both")
         if since is not None:
             check_offset(since)
-        if last is not None and (isinstance(last, bool) or not isinstance(last, int)
-                                 or not 0 <= last <= MAX_LAST):
-            raise ValueError(f"last must be an integer from 0 to {MAX_LAST}")
-        sub = Subscription(self, event_type, self.check_symbols(symbols), since=since, epoch=epoch,
+        check_last(last)
+        sub = Subscription(self, event_type, check_symbols(symbols), since=since, epoch=epoch,
                            last=last, callback=callback, raise_on_reset=raise_on_reset,
                            queue_size=queue_size or self.options.queue_size,
-                           conflate_ms=self.check_conflate_ms(conflate_ms))
+                           conflate_ms=check_conflate_ms(conflate_ms))
         self.subscriptions[event_type] = sub
         if self.connection is not None and self.connection.ready:
             self.connection.subscribe(sub)
@@ -192,27 +192,10 @@ class Client:
         self._reset_callbacks.append(callback)
         return callback
 
-    @staticmethod
-    def check_symbols(symbols: Iterable[str] | None) -> frozenset[str] | None:
-        if symbols is None:
-            return None
-        items = [symbols] if isinstance(symbols, str) else list(symbols)
-        bad = [s for s in items if not isinstance(s, str) or not s.isascii() or not is_symbol(s.upper())]
-        if bad:
-            raise ValueError(f"invalid symbol {str(bad[0])[:80]!r}")
-        return frozenset(s.upper() for s in items)
+    check_symbols = staticmethod(check_symbols)  # kept as names of the class, for callers
+    check_conflate_ms = staticmethod(check_conflate_ms)
 
-    @staticmethod
-    def check_conflate_ms(conflate_ms: int | None) -> int | None:
-        if conflate_ms is not None and (
-            isinstance(conflate_ms, bool) or not isinstance(conflate_ms, int)
-            or not MIN_CONFLATE_MS <= conflate_ms <= MAX_CONFLATE_MS
-        ):
-            raise ValueError(f"conflate_ms must be an integer from {MIN_CONFLATE_MS} to "
-                             f"{MAX_CONFLATE_MS}, got {conflate_ms!r}")
-        return conflate_ms
-
-    # --- called by subscriptions and connections -------------------------------------------------
+    # --- what subscriptions and connections need (SubscriptionOwner, ConnectionOwner) ---------
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -229,10 +212,11 @@ class Client:
                                      sub.event_type)
         sub.end(None)
 
-    def refused(self, sub: Subscription, error: BaseException) -> None:
+    def refused(self, event_type: str, error: BaseException) -> None:
         self.log.error("%s", error)
-        self.subscriptions.pop(sub.event_type, None)
-        sub.end(error)
+        sub = self.subscriptions.pop(event_type, None)
+        if sub is not None:
+            sub.end(error)
 
     def welcomed(self, conn: Connection) -> None:
         self.backoff.connected(asyncio.get_running_loop().time())

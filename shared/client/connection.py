@@ -1,10 +1,11 @@
 """One WebSocket connection to a gateway, from the handshake to the close frame.
 
 It reads the ``welcome``, re-sends every subscription (with ``since`` and ``epoch`` once known),
-then reads frames until the connection ends, and returns why (:class:`Ended`); the
-:class:`~shared.client.client.Client` decides whether and when to connect again. Beside the
-reader run a writer (client messages, paced under the gateway's rate limit), a latency pinger
-and the token refresher.
+then reads frames until the connection ends, and returns why (:class:`Ended`); its owner (the
+client) decides whether and when to connect again. What it needs from that owner and from each
+subscription is spelled out below (:class:`ConnectionOwner`, :class:`Stream`): this module
+imports neither the client nor the subscription. Beside the reader run a writer (client
+messages, paced under the gateway's rate limit), a latency pinger and the token refresher.
 
 Dead-connection detection: waiting for a frame longer than the gateway's ``heartbeat`` plus
 ``heartbeat_timeout`` ends the connection (the gateway sends a ``heartbeat`` message on every
@@ -16,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, Protocol
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
@@ -26,6 +27,9 @@ from websockets.typing import Origin, Subprotocol
 
 from shared import __version__
 from shared.client.errors import SubscriptionError
+from shared.client.model import Event, Reset
+from shared.client.options import ClientOptions
+from shared.client.tokens import TokenProvider
 from shared.client.wire import (
     CLOSE_ABNORMAL,
     SUBPROTOCOL_JSON,
@@ -37,10 +41,6 @@ from shared.client.wire import (
     ws_url,
 )
 from shared.logsetup import ConnLogger, conn_logger
-
-if TYPE_CHECKING:
-    from shared.client.client import Client
-    from shared.client.subscription import Subscription
 
 log = logging.getLogger("tickstream.client")
 
@@ -58,10 +58,70 @@ class Ended(NamedTuple):
     welcomed: bool
 
 
+class Stream(Protocol):
+    """One subscription as a connection sees it: where its events go, how it is (re)sent."""
+
+    @property
+    def event_type(self) -> str: ...
+
+    @property
+    def pending_id(self) -> int | None:
+        """The id of the subscribe in flight on this connection, if any."""
+
+    def subscribe_message(self, op_id: int, /) -> dict[str, Any]:
+        """The subscribe op to send (from the stream's position); marks it in flight."""
+
+    def on_subscribed(self, reply: dict[str, Any], /) -> Reset | None:
+        """Apply a ``subscribed`` reply; the Reset when it says ``recovered: false``."""
+
+    def accept(self, message: dict[str, Any], /) -> Event | None:
+        """An event message -> the Event to queue, or None (a duplicate, or a stale filter)."""
+
+    def offer(self, event: Event, /) -> bool:
+        """Queue ``event`` if there is room (False: full, nothing queued)."""
+
+    async def put(self, event: Event, /) -> None:
+        """Queue ``event``, waiting for room (the reader stops reading meanwhile)."""
+
+    def detach(self) -> None:
+        """The connection ended: nothing is in flight any more."""
+
+
+class ConnectionOwner(Protocol):
+    """What a connection needs from the client that owns it."""
+
+    @property
+    def options(self) -> ClientOptions: ...
+
+    @property
+    def tokens(self) -> TokenProvider: ...
+
+    @property
+    def subscriptions(self) -> Mapping[str, Stream]:
+        """The live subscriptions by event type (re-sent on every welcome)."""
+
+    def next_id(self) -> int:
+        """A fresh id for a client message (unique across the owner's connections)."""
+
+    def welcomed(self, conn: Connection, /) -> None:
+        """The gateway's ``welcome`` arrived on ``conn``."""
+
+    def measured(self, conn: Connection, /) -> None:
+        """A ``pong`` updated ``conn.latency``."""
+
+    def refused(self, event_type: str, error: BaseException, /) -> None:
+        """The gateway refused the subscribe in flight for ``event_type``: drop it with ``error``."""
+
+    def notify_reset(self, reset: Reset, /) -> None:
+        """A resume came back ``recovered: false``."""
+
+
 class Connection:
-    def __init__(self, client: Client, url: str, token: str | None, conn_id: str) -> None:
-        self.client = client
-        self.options = client.options
+    """One WebSocket connection of ``owner``; :meth:`run` it once, it returns why it ended."""
+
+    def __init__(self, owner: ConnectionOwner, url: str, token: str | None, conn_id: str) -> None:
+        self.owner = owner
+        self.options = owner.options
         self.url = url
         self.token = token
         self.log: ConnLogger = conn_logger(log, conn_id)
@@ -103,7 +163,7 @@ class Connection:
             return ended
         finally:
             self.ready = False
-            for sub in self.client.subscriptions.values():
+            for sub in self.owner.subscriptions.values():
                 sub.detach()
             for task in self._tasks:
                 task.cancel()
@@ -134,15 +194,15 @@ class Connection:
         self.log.info("connected to %s: node=%s session=%s user=%s", redact(self.url), self.node,
                       self.session, welcome.get("user"))
         self.log = conn_logger(log, self.session)  # the gateway logs this connection under it
-        self.client.welcomed(self)
+        self.owner.welcomed(self)
         spawn = self._loop.create_task
         self._tasks.append(spawn(self._write(ws), name=f"tickstream-writer-{self.session}"))
         self.ping()
         self.ready = True
-        for sub in list(self.client.subscriptions.values()):
+        for sub in list(self.owner.subscriptions.values()):
             self.subscribe(sub)
         self._tasks.append(spawn(self._ping_every(), name=f"tickstream-pinger-{self.session}"))
-        if self.client.tokens.refreshable:
+        if self.owner.tokens.refreshable:
             self._tasks.append(spawn(self._refresh_token(), name=f"tickstream-auth-{self.session}"))
         for message in messages[1:]:
             await self._dispatch(message)
@@ -157,7 +217,7 @@ class Connection:
 
     async def _read(self, ws: ClientConnection) -> Ended:
         limit = self.heartbeat + self.options.heartbeat_timeout
-        subs = self.client.subscriptions
+        subs = self.owner.subscriptions
         recv = ws.recv
         while True:
             try:
@@ -185,7 +245,7 @@ class Connection:
         if "type" in message:
             self._control(message)
             return
-        sub = self.client.subscriptions.get(message.get("event_type"))  # type: ignore[arg-type]
+        sub = self.owner.subscriptions.get(message.get("event_type"))  # type: ignore[arg-type]
         if sub is not None and (event := sub.accept(message)) is not None:
             await sub.put(event)
 
@@ -193,13 +253,13 @@ class Connection:
         kind, op_id = message.get("type"), message.get("id")
         op = self._ops.pop(op_id, None) if isinstance(op_id, int) else None
         if kind == "subscribed":
-            sub = self.client.subscriptions.get(message.get("event_type"))  # type: ignore[arg-type]
+            sub = self.owner.subscriptions.get(message.get("event_type"))  # type: ignore[arg-type]
             if sub is not None and (reset := sub.on_subscribed(message)) is not None:
-                self.client.notify_reset(reset)
+                self.owner.notify_reset(reset)
         elif kind == "pong":
             if op is not None and op[0] == "ping":
                 self.latency = self._loop.time() - op[1]
-                self.client.measured(self)
+                self.owner.measured(self)
         elif kind == "error":
             self._error(message, op_id, op)
         elif kind == "authenticated":
@@ -216,12 +276,12 @@ class Connection:
                              RATE_LIMITED_RETRY)
             self._later(RATE_LIMITED_RETRY, self._retry, op_id, op)
         elif op is not None and kind == "subscribe":
-            sub: Subscription = op[1]
+            sub: Stream = op[1]
             # Only the answer to the subscribe in flight counts: one superseded by a later
             # subscribe of the same type (update()) is answered with an error by the gateway
             # when it was cancelled before it started, and the later one's reply follows.
-            if self.client.subscriptions.get(sub.event_type) is sub and sub.pending_id == op_id:
-                self.client.refused(sub, SubscriptionError(sub.event_type, code, text))
+            if self.owner.subscriptions.get(sub.event_type) is sub and sub.pending_id == op_id:
+                self.owner.refused(sub.event_type, SubscriptionError(sub.event_type, code, text))
         elif kind == "auth":
             self.log.warning("token refresh refused (%s): %s", code, text)
         else:
@@ -242,25 +302,25 @@ class Connection:
             return  # a new connection sends what is still wanted
         kind, ref = op
         if kind == "subscribe":
-            sub: Subscription = ref
-            if self.client.subscriptions.get(sub.event_type) is sub and sub.pending_id == op_id:
+            sub: Stream = ref
+            if self.owner.subscriptions.get(sub.event_type) is sub and sub.pending_id == op_id:
                 self.subscribe(sub)
         elif kind == "unsubscribe":
-            if isinstance(ref, str) and ref not in self.client.subscriptions:
+            if isinstance(ref, str) and ref not in self.owner.subscriptions:
                 self.send({"op": "unsubscribe", "event_type": ref}, "unsubscribe", ref)
-        elif kind == "auth" and isinstance(ref, str) and ref == self.client.tokens.current:
+        elif kind == "auth" and isinstance(ref, str) and ref == self.owner.tokens.current:
             self.send({"op": "auth", "token": ref}, "auth", ref)  # unless a newer one replaced it
 
     # --- writing -------------------------------------------------------------------------------
 
     def send(self, message: dict[str, Any], kind: str, ref: Any = None) -> None:
-        op_id = self.client.next_id()
+        op_id = self.owner.next_id()
         message["id"] = op_id
         self._ops[op_id] = (kind, ref)
         self._outbox.put_nowait(message)
 
-    def subscribe(self, sub: Subscription) -> None:
-        op_id = self.client.next_id()
+    def subscribe(self, sub: Stream) -> None:
+        op_id = self.owner.next_id()
         self._ops[op_id] = ("subscribe", sub)
         self._outbox.put_nowait(sub.subscribe_message(op_id))
 
@@ -289,7 +349,7 @@ class Connection:
             self.ping()
 
     async def _refresh_token(self) -> None:
-        tokens = self.client.tokens
+        tokens = self.owner.tokens
         while (delay := tokens.refresh_delay()) is not None:
             await asyncio.sleep(delay)
             try:

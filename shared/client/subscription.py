@@ -20,20 +20,28 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from types import EllipsisType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from shared.client.buffer import Buffer
+from shared.client.checks import check_conflate_ms, check_symbols
 from shared.client.errors import ClientClosed, StreamReset
 from shared.client.model import Event, Reset
 from shared.client.wire import ProtocolError, position
 from shared.offsets import Offset, format_offset
 
-if TYPE_CHECKING:
-    from shared.client.client import Client
-
 log = logging.getLogger("tickstream.client")
 
 Callback = Callable[[Event], Awaitable[None] | None]
+
+
+class SubscriptionOwner(Protocol):
+    """All a subscription needs from whoever owns it (the client): to send it, to drop it."""
+
+    def resubscribe(self, sub: Subscription, /) -> None:
+        """Send the subscribe again now (new filter), if a connection is up."""
+
+    def unsubscribe(self, sub: Subscription, /) -> None:
+        """Forget ``sub``, tell the gateway, and :meth:`Subscription.end` it."""
 
 
 class Subscription:
@@ -45,7 +53,7 @@ class Subscription:
 
     def __init__(
         self,
-        client: Client,
+        owner: SubscriptionOwner,
         event_type: str,
         symbols: frozenset[str] | None,
         *,
@@ -57,7 +65,7 @@ class Subscription:
         queue_size: int,
         conflate_ms: int | None = None,
     ) -> None:
-        self._client = client
+        self._owner = owner
         self.event_type = event_type
         self.symbols = symbols
         self.conflate_ms = conflate_ms
@@ -131,6 +139,27 @@ class Subscription:
         """The next event (same as one step of ``async for``)."""
         return await self.__anext__()
 
+    async def take(self, limit: int) -> list[Event | Reset]:
+        """For a consumer on another thread (:mod:`shared.client.blocking`): wait for at least
+        one item and return up to ``limit``, in order, a :class:`Reset` marking where a gap is;
+        ``[]`` once the subscription ended and is drained (or the error it ended with)."""
+        if self._callback is not None:
+            raise RuntimeError("this subscription delivers to a callback; it cannot be iterated")
+        try:
+            first = await self._buffer.get()
+        except StopAsyncIteration:
+            return []
+        return [first, *self._buffer.drain(limit - 1)]
+
+    def take_nowait(self, limit: int) -> list[Event | Reset]:
+        """Like :meth:`take`, without waiting: what is queued (``[]`` if nothing is); once the
+        subscription ended and is drained, raises the error it ended with, if any. Only for
+        when no event loop runs the subscription any more (the buffer is not thread-safe)."""
+        items = self._buffer.drain(limit)
+        if not items and self._buffer.closed and self._buffer.error is not None:
+            raise self._buffer.error
+        return items
+
     async def update(self, symbols: list[str] | None, *,
                      conflate_ms: int | EllipsisType | None = ...) -> None:
         """Change the symbol filter (and, if given, ``conflate_ms``: None turns conflation off);
@@ -138,16 +167,16 @@ class Subscription:
         if self._buffer.closed:
             raise self.error or ClientClosed(f"the subscription to {self.event_type} ended")
         if conflate_ms is not ...:
-            self.conflate_ms = self._client.check_conflate_ms(conflate_ms)
-        self.symbols = self._client.check_symbols(symbols)
+            self.conflate_ms = check_conflate_ms(conflate_ms)
+        self.symbols = check_symbols(symbols)
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        self._client.resubscribe(self)
+        self._owner.resubscribe(self)
         await waiter
 
     async def unsubscribe(self) -> None:
         """Stop receiving; an iterator ends once it has drained what was already received."""
-        self._client.unsubscribe(self)
+        self._owner.unsubscribe(self)
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
 

@@ -1,4 +1,5 @@
-"""The client's pure parts: reconnect delays, offset order and de-duplication, frames, tokens."""
+"""The client's pure parts: reconnect delays, offset order and de-duplication, frames, tokens;
+the blocking client's life cycle without a gateway."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ import msgpack
 import orjson
 import pytest
 
-from shared.client import Client, ClientOptions, connect
+from shared.client import Client, ClientClosed, ClientOptions, Status, connect, connect_sync
 from shared.client.tokens import TokenProvider, jwt_expiry
 from shared.client.wire import decode, position
 from tests.client.helpers import record_statuses
 from tests.support.gateway import token
 from tests.support.redis_server import free_port
-from tests.support.waiting import until
+from tests.support.waiting import until, until_sync
 
 
 def test_reconnect_delays_are_full_jitter_below_the_doubling_cap() -> None:
@@ -101,3 +102,36 @@ async def test_a_token_is_refreshed_well_before_it_expires() -> None:
     await short.fetch()
     assert short.refresh_delay() == pytest.approx(5, abs=1)  # half way through a short life
     assert TokenProvider(token("alice")).refresh_delay() is None  # a fixed token cannot be
+
+
+def test_a_blocking_client_checks_its_arguments_at_once_and_closes_unstarted() -> None:
+    with pytest.raises(ValueError, match="not a WebSocket URL"):
+        connect_sync("http://127.0.0.1:1/ws")
+    ts = connect_sync(f"ws://127.0.0.1:{free_port()}/ws")
+    ts.close()  # never started: no thread to join, the loop is closed all the same
+    assert not ts.thread.is_alive() and ts.loop.is_closed()
+    with pytest.raises(ClientClosed):
+        ts.subscribe("custom")
+
+
+def test_a_blocking_client_refuses_to_wait_for_itself_and_can_close_from_its_own_thread() -> None:
+    ts = connect_sync(f"ws://127.0.0.1:{free_port()}/ws", reconnect_base=0.01, reconnect_cap=0.02)
+    refusals: list[BaseException] = []
+    states: list[str] = []
+
+    def on_status(status: Status) -> None:  # runs on the client's own thread
+        states.append(status.state)
+        try:
+            ts.wait_connected(1)  # would wait for this very thread: refused at once
+        except (RuntimeError, ClientClosed) as exc:
+            refusals.append(exc)
+        if status.state == "reconnecting":
+            ts.close()
+
+    ts.on_status(on_status)
+    ts.start()
+    until_sync(lambda: not ts.thread.is_alive(), what="the client's thread to end")
+    assert ts.loop.is_closed()
+    assert states == ["reconnecting", "disconnected"]
+    assert [type(e) for e in refusals] == [RuntimeError, ClientClosed]  # closed by then
+    assert "the client's own thread" in str(refusals[0])
