@@ -131,9 +131,3 @@ def check_timings(ttl: float, renew: float, retry: float) -> str | None:
         return "LEASE_RETRY: expected more than 0 and at most LEASE_TTL"
     return None
 
-
-def takeover_window(ttl: float, renew: float, retry: float) -> tuple[float, float]:
-    """How long a group goes without a leader after its leader dies, at least and at most (plus
-    a round trip): the lease was renewed up to ``renew`` before the death and lapses ``ttl``
-    after its renewal; a standby tries every ``retry``."""
-    return max(0.0, ttl - renew), ttl + retry

@@ -1,7 +1,7 @@
-"""Exchange messages -> Tickstream contract events (CONTRACT.md section 2), as plain data.
+"""Exchange messages -> Tickstream contract events (docs/ingestor.md), sans I/O.
 
-The I/O layer turns each :class:`NormalizedEvent` into a published event; this module imports
-nothing of ``shared`` and reads no clock.
+Each function returns the :class:`shared.events.Event` the sink publishes as is (one
+representation from here to the publisher); this module does no I/O and reads no clock.
 
 Choices
 -------
@@ -19,36 +19,28 @@ Choices
   ``<symbol>@ticker`` for ticker events.
 * Numbers: prices and quantities are floats (the parser's correctly rounded value of the exchange
   decimal), ids and counts ints, times ISO 8601 UTC strings with milliseconds.
-* **keys** (de-duplication identities, e.g. for an idempotency key) exist only where the exchange
-  gives an identity, and include the symbol because Binance ids are per symbol:
-  ``trade:<SYMBOL>:<aggId>``, ``kline:<SYMBOL>:<interval>:<openTime>`` (closed candles only: an
-  open candle is updated in place every 2 s), ``book_ticker:<SYMBOL>:<updateId>``,
-  ``orderbook:<SYMBOL>:<lastUpdateId>``. Tickers carry no identity: key None.
+* The REST backfill builds the same events: ``normalize_agg_trade(parse_rest_agg_trade(...))``
+  and ``normalize_kline(parse_rest_kline(...))`` (see :mod:`ingestor.binance.rest`).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Final
+from typing import Final
 
-from ingestor.binance.messages import AggTrade, BookTicker, Kline, Message, Ticker24h
-from ingestor.binance.rest import parse_rest_agg_trade, parse_rest_kline
+from ingestor.binance.messages import AggTrade, BookTicker, Kline, Ticker24h
 from ingestor.orderbook import OrderBook
+from shared.events import Event
 
 __all__ = [
-    "NormalizedEvent",
     "iso_ms",
     "normalize_agg_trade",
     "normalize_book",
     "normalize_book_ticker",
     "normalize_kline",
-    "normalize_message",
     "normalize_orderbook",
-    "normalize_rest_agg_trade",
-    "normalize_rest_kline",
     "normalize_ticker",
 ]
 
@@ -56,20 +48,6 @@ PRICE_UPDATE: Final = "price_update"
 MARKET_DATA: Final = "market_data"
 ORDERBOOK_UPDATE: Final = "orderbook_update"
 SOURCE: Final = "binance"
-
-
-@dataclass(frozen=True, slots=True)
-class NormalizedEvent:
-    """One contract event before publishing.
-
-    ``data`` is the event's JSON object; ``symbol`` its routing key (upper case); ``key`` a stable
-    de-duplication identity, or None when the message has none.
-    """
-
-    event_type: str
-    symbol: str | None
-    data: dict[str, Any]
-    key: str | None
 
 
 @lru_cache(maxsize=4096)
@@ -84,7 +62,7 @@ def iso_ms(ms: int) -> str:
     return f"{_iso_second(second)}.{milli:03d}Z"
 
 
-def normalize_agg_trade(msg: AggTrade) -> NormalizedEvent:
+def normalize_agg_trade(msg: AggTrade) -> Event:
     """aggTrade (live or REST) -> ``price_update``."""
     data = {
         "symbol": msg.symbol,
@@ -95,10 +73,10 @@ def normalize_agg_trade(msg: AggTrade) -> NormalizedEvent:
         "side": "sell" if msg.buyer_is_maker else "buy",
         "source": SOURCE,
     }
-    return NormalizedEvent(PRICE_UPDATE, msg.symbol, data, f"trade:{msg.symbol}:{msg.agg_id}")
+    return Event(PRICE_UPDATE, data, msg.symbol)
 
 
-def normalize_kline(msg: Kline) -> NormalizedEvent:
+def normalize_kline(msg: Kline) -> Event:
     """kline (live or REST) -> ``market_data`` of kind ``candle``."""
     data = {
         "symbol": msg.symbol,
@@ -115,11 +93,10 @@ def normalize_kline(msg: Kline) -> NormalizedEvent:
         "trades": msg.trades,
         "closed": msg.closed,
     }
-    key = f"kline:{msg.symbol}:{msg.interval}:{msg.open_time}" if msg.closed else None
-    return NormalizedEvent(MARKET_DATA, msg.symbol, data, key)
+    return Event(MARKET_DATA, data, msg.symbol)
 
 
-def normalize_ticker(msg: Ticker24h) -> NormalizedEvent:
+def normalize_ticker(msg: Ticker24h) -> Event:
     """24 h ticker -> ``market_data`` of kind ``ticker``."""
     data = {
         "symbol": msg.symbol,
@@ -135,10 +112,10 @@ def normalize_ticker(msg: Ticker24h) -> NormalizedEvent:
         "bid": msg.bid,
         "ask": msg.ask,
     }
-    return NormalizedEvent(MARKET_DATA, msg.symbol, data, None)
+    return Event(MARKET_DATA, data, msg.symbol)
 
 
-def normalize_book_ticker(msg: BookTicker) -> NormalizedEvent:
+def normalize_book_ticker(msg: BookTicker) -> Event:
     """bookTicker -> ``market_data`` of kind ``book_ticker``."""
     data = {
         "symbol": msg.symbol,
@@ -149,8 +126,7 @@ def normalize_book_ticker(msg: BookTicker) -> NormalizedEvent:
         "ask_qty": msg.ask_quantity,
         "update_id": msg.update_id,
     }
-    key = f"book_ticker:{msg.symbol}:{msg.update_id}"
-    return NormalizedEvent(MARKET_DATA, msg.symbol, data, key)
+    return Event(MARKET_DATA, data, msg.symbol)
 
 
 def normalize_orderbook(
@@ -159,7 +135,7 @@ def normalize_orderbook(
     asks: list[tuple[Decimal, Decimal]],
     last_update_id: int,
     timestamp_ms: int,
-) -> NormalizedEvent:
+) -> Event:
     """The top of a synced local book -> ``orderbook_update``.
 
     ``bids``/``asks`` are best first, as :meth:`ingestor.orderbook.OrderBook.top` returns them;
@@ -173,10 +149,10 @@ def normalize_orderbook(
         "last_update_id": last_update_id,
         "timestamp": iso_ms(timestamp_ms),
     }
-    return NormalizedEvent(ORDERBOOK_UPDATE, symbol, data, f"orderbook:{symbol}:{last_update_id}")
+    return Event(ORDERBOOK_UPDATE, data, symbol)
 
 
-def normalize_book(book: OrderBook, depth: int, *, now_ms: int) -> NormalizedEvent | None:
+def normalize_book(book: OrderBook, depth: int, *, now_ms: int) -> Event | None:
     """``orderbook_update`` with the top ``depth`` levels of ``book``; None unless it is synced.
 
     The timestamp is the event time of the last applied diff, or ``now_ms`` when the book was
@@ -188,39 +164,3 @@ def normalize_book(book: OrderBook, depth: int, *, now_ms: int) -> NormalizedEve
     bids, asks = book.top(depth)
     timestamp_ms = book.event_time_ms if book.event_time_ms is not None else now_ms
     return normalize_orderbook(book.symbol, bids, asks, last_update_id, timestamp_ms)
-
-
-def normalize_message(msg: Message) -> NormalizedEvent | None:
-    """The event a stateless message maps to, or None.
-
-    None for messages that are not events by themselves: trades (see the module docstring),
-    mini tickers, depth (it goes through :class:`ingestor.orderbook.OrderBook`), server
-    shutdowns and control replies.
-    """
-    if type(msg) is AggTrade:
-        return normalize_agg_trade(msg)
-    if type(msg) is BookTicker:
-        return normalize_book_ticker(msg)
-    if type(msg) is Kline:
-        return normalize_kline(msg)
-    if type(msg) is Ticker24h:
-        return normalize_ticker(msg)
-    return None
-
-
-def normalize_rest_agg_trade(symbol: str, row: object) -> NormalizedEvent:
-    """A decoded ``/api/v3/aggTrades`` row -> the same ``price_update`` the live stream gives.
-
-    Raises :exc:`ingestor.binance.errors.ProtocolError` for a malformed row.
-    """
-    return normalize_agg_trade(parse_rest_agg_trade(symbol, row))
-
-
-def normalize_rest_kline(symbol: str, interval: str, row: object, *, now_ms: int) -> NormalizedEvent:
-    """A decoded ``/api/v3/klines`` row -> the same candle event the live stream gives.
-
-    A REST row does not say whether its candle is final; ``now_ms`` decides (see
-    :func:`ingestor.binance.rest.parse_rest_kline`). Backfill should publish only events whose
-    ``data["closed"]`` is true: the open candle keeps coming from the live stream.
-    """
-    return normalize_kline(parse_rest_kline(symbol, interval, row, now_ms=now_ms))

@@ -44,7 +44,6 @@ from typing import Final
 
 from ingestor.backfill import PAGE
 from ingestor.metrics import IngestorMetrics
-from ingestor.normalize import NormalizedEvent
 from shared.errors import Fenced, ValidationError
 from shared.events import Event
 from shared.publisher import AsyncPublisher
@@ -56,7 +55,7 @@ STALL_AFTER: Final = 3.0
 """A batch in flight this long means Redis is unreachable (for /readyz and the logs)."""
 
 
-def is_state(event: NormalizedEvent) -> bool:
+def is_state(event: Event) -> bool:
     """Superseded by the next event of its symbol: the first to go when the buffer is full."""
     if event.event_type == "orderbook_update":
         return True
@@ -125,12 +124,13 @@ class Sink:
 
     # -- producer side (synchronous, never waits) ------------------------------------------------
 
-    def put(self, event: NormalizedEvent, exchange_ms: int | None = None) -> None:
+    def put(self, event: Event, exchange_ms: int | None = None) -> None:
+        """Buffer ``event`` (as normalized: it is published as is) for the publishing task."""
         if not self.active:
             return
         self._seq += 1
-        item = (self._seq, Event(event.event_type, event.data, event.symbol), exchange_ms or 0)
-        if self._broken and sequence_of(item[1]) in self._broken:
+        item = (self._seq, event, exchange_ms or 0)
+        if self._broken and sequence_of(event) in self._broken:
             self.metrics.counts.buffer_dropped[event.event_type] += 1  # refetched later
             return
         (self._state if is_state(event) else self._records).append(item)

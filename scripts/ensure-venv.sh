@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install the project with its dev tools, pinned by requirements.lock.
+# Create .venv and install the project (editable) with the server extra and the dev tools,
+# pinned by requirements.lock.
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
@@ -25,7 +26,7 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-.venv/bin/python -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev]' 2>&1 \
+.venv/bin/python -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[server,dev]' 2>&1 \
   | grep -v -e '^WARNING: Location' -e 'BuildBackendWarning' || true
-.venv/bin/python -c 'import shared, redis, websockets, starlette, uvicorn' \
+.venv/bin/python -c 'import tickstream.client, tickstream.publisher, gateway.app, ingestor.service, jwt, prometheus_client, httpx, pytest, jsonschema' \
   || { echo "installing the Python dependencies failed" >&2; exit 1; }

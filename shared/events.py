@@ -9,6 +9,7 @@ validates an event against the contract and encodes its payload once, giving a
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
@@ -121,7 +122,7 @@ def prepare(event: Event, policy: EventPolicy = DEFAULT_POLICY) -> PreparedEvent
     """Validate ``event`` and encode its payload; raise a ValidationError subclass if invalid."""
     event_type = check_event_type(event.event_type)
     data = event.data
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise InvalidEventData(f"data must be a JSON object, got {type(data).__name__}")
 
     symbol = "" if event.symbol is None else normalize_symbol(event.symbol)
@@ -162,16 +163,32 @@ def prepare(event: Event, policy: EventPolicy = DEFAULT_POLICY) -> PreparedEvent
     return PreparedEvent(event_type, payload, symbol, user, key)
 
 
+class _Packers(threading.local):
+    """One msgpack packer per thread: ``msgpack.packb`` builds a new one per call, which costs
+    more than the encoding of a typical event (1.7 against 0.8 us for a price_update)."""
+
+    def __init__(self) -> None:
+        self.pack = msgpack.Packer(use_bin_type=True, datetime=False).pack
+
+
+_packers = _Packers()
+
+
 def encode_data(data: Mapping[str, Any]) -> bytes:
-    """msgpack-encode ``data``, refusing anything a JSON client could not receive."""
+    """msgpack-encode ``data`` (the one encoding of the payload), refusing anything a JSON
+    client could not receive.
+
+    msgpack refuses datetimes, sets, decimals and other objects; what it takes but JSON cannot
+    carry (bytes, non-string keys, extension types) is refused by orjson's type check, the
+    cheapest exact one measured (0.4 us for a price_update; a Python walk of the value takes
+    1.2 us, and 34 us for a 20-level book).
+    """
     try:
-        # orjson refuses bytes, non-string keys and NaN-free-but-odd objects msgpack would take;
-        # msgpack refuses datetimes and other objects orjson would stringify. Both together
-        # admit exactly JSON-compatible values.
-        orjson.dumps(data)
-        return msgpack.packb(data, use_bin_type=True)  # type: ignore[no-any-return]
-    except (TypeError, ValueError, OverflowError, orjson.JSONEncodeError) as exc:
+        payload: bytes = _packers.pack(data)
+        orjson.dumps(data)  # the type check; its output is not needed
+    except (TypeError, ValueError, OverflowError) as exc:  # orjson.JSONEncodeError is a TypeError
         raise InvalidEventData(f"data is not JSON-compatible: {exc}") from None
+    return payload
 
 
 def event_from_json(obj: Any, *, default_type: str | None = None) -> Event:

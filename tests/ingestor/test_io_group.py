@@ -23,13 +23,12 @@ import pytest
 import redis.asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingestor.lease import takeover_window
 from shared.codec import decode_entry
 from shared.keys import Keys
 from shared.publisher import AsyncPublisher, PublishSettings
 from shared.settings import Secret
 from simulator import Simulator
-from tests.ingestor.io_support import Stack, assert_contiguous, running
+from tests.ingestor.io_support import Stack, assert_contiguous, running, takeover_window
 from tests.support.redis_server import free_port
 from tests.support.waiting import until
 

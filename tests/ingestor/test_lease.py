@@ -26,10 +26,9 @@ from ingestor.lease import (
     LeaseReply,
     check_timings,
     default_group,
-    takeover_window,
 )
 from ingestor.metrics import IngestorMetrics
-from ingestor.normalize import NormalizedEvent, iso_ms
+from ingestor.normalize import iso_ms
 from ingestor.resume import Resume, iso_to_ms, mark_of
 from ingestor.settings import IngestorSettings
 from ingestor.sink import Sink, is_sequenced, sequence_of
@@ -76,7 +75,6 @@ def test_lease_timings_are_checked() -> None:
     assert check_timings(3.0, 1.0, 0.5) is None
     assert "LEASE_RENEW" in (check_timings(3.0, 2.0, 0.5) or "")
     assert "LEASE_RETRY" in (check_timings(3.0, 1.0, 4.0) or "")
-    assert takeover_window(3.0, 1.0, 0.5) == (2.0, 3.5)  # the default: a leader within 3.5 s
     with pytest.raises(ConfigError, match=r"^LEASE_RENEW"):
         from_args(IngestorSettings, environ={"LEASE_TTL": "2s", "LEASE_RENEW": "1500ms"})
     with pytest.raises(ConfigError, match=r"^INGESTOR_GROUP"):
@@ -276,7 +274,7 @@ class StuckPublisher:
 
 
 def put_trade(sink: Sink, symbol: str, trade_id: int) -> None:
-    sink.put(NormalizedEvent("price_update", symbol, dict(trade(trade_id, symbol).data), None))
+    sink.put(trade(trade_id, symbol))
 
 
 async def test_a_trade_dropped_by_the_full_buffer_holds_its_symbol_back_until_refetched() -> None:

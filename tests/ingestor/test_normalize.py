@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -13,26 +14,45 @@ from hypothesis import strategies as st
 
 from ingestor.binance import messages
 from ingestor.binance.parser import parse_frame
+from ingestor.binance.rest import parse_rest_agg_trade, parse_rest_kline
 from ingestor.normalize import (
-    NormalizedEvent,
     iso_ms,
+    normalize_agg_trade,
     normalize_book,
-    normalize_message,
+    normalize_book_ticker,
+    normalize_kline,
     normalize_orderbook,
-    normalize_rest_agg_trade,
-    normalize_rest_kline,
+    normalize_ticker,
 )
 from ingestor.orderbook import OrderBook
+from shared.events import Event
 from tests.ingestor import samples
 
 
-def _event(frame: bytes) -> NormalizedEvent:
-    event = normalize_message(parse_frame(frame))
-    assert event is not None
-    return event
+def _event(frame: bytes) -> Event:
+    """The event a live frame becomes (the dispatch of ingestor.pipeline, by message type)."""
+    msg = parse_frame(frame)
+    if isinstance(msg, messages.AggTrade):
+        return normalize_agg_trade(msg)
+    if isinstance(msg, messages.Kline):
+        return normalize_kline(msg)
+    if isinstance(msg, messages.Ticker24h):
+        return normalize_ticker(msg)
+    assert isinstance(msg, messages.BookTicker), msg
+    return normalize_book_ticker(msg)
 
 
-def _assert_json_types(data: dict[str, Any], types: dict[str, type]) -> None:
+def _rest_agg_trade(symbol: str, row: object) -> Event:
+    """What the backfill publishes for a ``/api/v3/aggTrades`` row."""
+    return normalize_agg_trade(parse_rest_agg_trade(symbol, row))
+
+
+def _rest_kline(symbol: str, interval: str, row: object, *, now_ms: int) -> Event:
+    """What the backfill publishes for a ``/api/v3/klines`` row."""
+    return normalize_kline(parse_rest_kline(symbol, interval, row, now_ms=now_ms))
+
+
+def _assert_json_types(data: Mapping[str, Any], types: dict[str, type]) -> None:
     """Exactly these fields, with these JSON types, surviving a JSON round trip unchanged."""
     assert set(data) == set(types)
     for key, expected in types.items():
@@ -42,9 +62,8 @@ def _assert_json_types(data: dict[str, Any], types: dict[str, type]) -> None:
 
 def test_agg_trade_becomes_price_update() -> None:
     event = _event(samples.AGG_TRADE)
-    assert event == NormalizedEvent(
+    assert event == Event(
         "price_update",
-        "BNBBTC",
         {
             "symbol": "BNBBTC",
             "price": 0.001,
@@ -54,7 +73,7 @@ def test_agg_trade_becomes_price_update() -> None:
             "side": "sell",
             "source": "binance",
         },
-        "trade:BNBBTC:12345",
+        symbol="BNBBTC",
     )
     _assert_json_types(
         event.data,
@@ -78,9 +97,8 @@ def test_side_is_the_takers_side(buyer_is_maker: bool, side: str) -> None:
 
 def test_kline_becomes_candle() -> None:
     event = _event(samples.KLINE)
-    assert event == NormalizedEvent(
+    assert event == Event(
         "market_data",
-        "BNBBTC",
         {
             "symbol": "BNBBTC",
             "kind": "candle",
@@ -96,7 +114,7 @@ def test_kline_becomes_candle() -> None:
             "trades": 100,
             "closed": False,
         },
-        None,  # an open candle is an update of one candle: no de-dup identity
+        symbol="BNBBTC",
     )
     _assert_json_types(
         event.data,
@@ -108,19 +126,17 @@ def test_kline_becomes_candle() -> None:
     )  # fmt: skip
 
 
-def test_closed_kline_has_a_key_per_interval_and_open_time() -> None:
+def test_closed_kline_is_a_closed_candle() -> None:
     payload = orjson.loads(samples.KLINE)
     payload["k"]["x"] = True
     event = _event(orjson.dumps(payload))
     assert event.data["closed"] is True
-    assert event.key == "kline:BNBBTC:1m:1672515780000"
 
 
 def test_ticker() -> None:
     event = _event(samples.TICKER)
-    assert event == NormalizedEvent(
+    assert event == Event(
         "market_data",
-        "BNBBTC",
         {
             "symbol": "BNBBTC",
             "kind": "ticker",
@@ -135,16 +151,15 @@ def test_ticker() -> None:
             "bid": 0.0024,
             "ask": 0.0026,
         },
-        None,
+        symbol="BNBBTC",
     )
     _assert_json_types(event.data, {key: float for key in event.data} | {"symbol": str, "kind": str})
 
 
 def test_book_ticker() -> None:
     event = _event(samples.BOOK_TICKER)
-    assert event == NormalizedEvent(
+    assert event == Event(
         "market_data",
-        "BNBUSDT",
         {
             "symbol": "BNBUSDT",
             "kind": "book_ticker",
@@ -154,7 +169,7 @@ def test_book_ticker() -> None:
             "ask_qty": 40.66,
             "update_id": 400900217,
         },
-        "book_ticker:BNBUSDT:400900217",
+        symbol="BNBUSDT",
     )
     _assert_json_types(
         event.data,
@@ -170,28 +185,12 @@ def test_book_ticker() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    "frame",
-    [
-        samples.TRADE,  # price_update comes from aggTrade only: one id space
-        samples.MINI_TICKER,  # lacks change/bid/ask: not a contract ticker
-        samples.DEPTH_UPDATE,  # goes through the order book
-        samples.SERVER_SHUTDOWN,
-        samples.SUBSCRIBE_OK,
-        samples.CONTROL_ERROR,
-    ],
-)
-def test_messages_that_are_not_events_by_themselves(frame: bytes) -> None:
-    assert normalize_message(parse_frame(frame)) is None
-
-
 def test_orderbook_update() -> None:
     bids = [(Decimal("4.00000000"), Decimal("431.00000000")), (Decimal("3.9"), Decimal("1"))]
     asks = [(Decimal("4.00000200"), Decimal("12.00000000"))]
     event = normalize_orderbook("BNBBTC", bids, asks, 1027024, 1672515782136)
-    assert event == NormalizedEvent(
+    assert event == Event(
         "orderbook_update",
-        "BNBBTC",
         {
             "symbol": "BNBBTC",
             "bids": [[4.0, 431.0], [3.9, 1.0]],
@@ -199,7 +198,7 @@ def test_orderbook_update() -> None:
             "last_update_id": 1027024,
             "timestamp": "2022-12-31T19:43:02.136Z",
         },
-        "orderbook:BNBBTC:1027024",
+        symbol="BNBBTC",
     )
     assert all(type(x) is float for level in event.data["bids"] + event.data["asks"] for x in level)
 
@@ -232,7 +231,7 @@ def test_rest_agg_trade_row_equals_the_live_event() -> None:
     live = orjson.dumps(
         {"e": "aggTrade", "E": 1498793709200, "s": "BNBBTC"} | {k: v for k, v in row.items() if k != "M"}
     )
-    assert normalize_rest_agg_trade("BNBBTC", row) == _event(live)
+    assert _rest_agg_trade("BNBBTC", row) == _event(live)
 
 
 def test_rest_kline_row_equals_the_live_closed_candle() -> None:
@@ -243,15 +242,14 @@ def test_rest_kline_row_equals_the_live_closed_candle() -> None:
         "v": v, "n": n, "x": True, "q": q, "V": tbv, "Q": tbq, "B": "0",
     }  # fmt: skip
     live = orjson.dumps({"e": "kline", "E": ct + 5, "s": "BNBBTC", "k": k})
-    rest = normalize_rest_kline("bnbbtc", "1d", row, now_ms=ct + 1)
+    rest = _rest_kline("bnbbtc", "1d", row, now_ms=ct + 1)
     assert rest == _event(live)
-    assert rest.key == "kline:BNBBTC:1d:1499040000000"
 
 
-def test_rest_kline_still_open_is_marked_so_and_has_no_key() -> None:
+def test_rest_kline_still_open_is_marked_so() -> None:
     row = orjson.loads(samples.REST_KLINES)[0]
-    event = normalize_rest_kline("BNBBTC", "1d", row, now_ms=row[6])
-    assert (event.data["closed"], event.key) == (False, None)
+    event = _rest_kline("BNBBTC", "1d", row, now_ms=row[6])
+    assert event.data["closed"] is False
 
 
 decimals = st.decimals(min_value=0, max_value=10**8, places=8, allow_nan=False).map(str)
@@ -267,7 +265,7 @@ decimals = st.decimals(min_value=0, max_value=10**8, places=8, allow_nan=False).
 def test_any_rest_agg_trade_equals_its_live_twin(agg_id: int, price: str, qty: str, t: int, m: bool) -> None:
     row = {"a": agg_id, "p": price, "q": qty, "f": 1, "l": 2, "T": t, "m": m, "M": True}
     live = orjson.dumps({"e": "aggTrade", "E": t, "s": "ETHUSDT"} | row)
-    assert normalize_rest_agg_trade("ETHUSDT", row) == _event(live)
+    assert _rest_agg_trade("ETHUSDT", row) == _event(live)
 
 
 # -- timestamps ------------------------------------------------------------------------------------

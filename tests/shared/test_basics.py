@@ -15,9 +15,15 @@ def test_offsets_parse_and_order() -> None:
     assert parse_offset("1732612345678-3") == (1732612345678, 3)
     assert parse_offset(b"5-0") < parse_offset("5-1") < parse_offset("6-0")
     assert format_offset((7, 2)) == "7-2"
-    for bad in ["", "abc", "1-", "-1", "1-2-3", "1.5-0", " 1-0", "99999999999999999999999-0"]:
+    assert parse_offset("18446744073709551615-18446744073709551615") == (2**64 - 1, 2**64 - 1)
+    for bad in ["", "abc", "1-", "-1", "1-2-3", "1.5-0", " 1-0", "99999999999999999999999-0",
+                "1-0\n", "+1-0", "1_0-0", "\u0661-\u0660", "\u00b2-0", "18446744073709551616-0",
+                b"1-\xff", "0" * 21 + "-0"]:
         with pytest.raises(InvalidOffset):
             parse_offset(bad)
+    for wrong in [None, 5, ("1", "0")]:
+        with pytest.raises(InvalidOffset):
+            parse_offset(wrong)  # type: ignore[arg-type]
 
 
 def test_keys_share_one_prefix() -> None:
