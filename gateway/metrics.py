@@ -1,14 +1,26 @@
-"""Prometheus metrics of one gateway process (``/metrics``).
+"""Prometheus metrics of one gateway process (``/metrics``, and ``METRICS_PORT`` if set).
 
 Hot-path counts (messages, bytes, deliveries) are kept as plain integers by the writer and hub
 and folded into the registry when it is scraped, so the fan-out never touches a metric lock.
+The registry also carries the process's own metrics (``process_*``: CPU seconds, resident
+memory, open file descriptors, start time; ``python_*``: interpreter and garbage collector) and
+``tickstream_gateway_info{node}``, which names the process a scrape reached.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -69,6 +81,28 @@ class GatewayMetrics:
         self.reader_errors = Counter("tickstream_reader_errors", "stream reader failures", registry=r)
         self.publishes = Counter("tickstream_http_published", "events published over HTTP",
                                  registry=r)
-        self.heartbeat_timeouts = Gauge("tickstream_heartbeat_timeouts",
-                                        "connections closed with 4001 (since start)", registry=r)
+        self.heartbeat_timeouts = Counter("tickstream_heartbeat_timeouts",
+                                          "connections closed with 4001: a ping left unanswered",
+                                          registry=r)
+        self.info = Info("tickstream_gateway", "the process this scrape reached", registry=r)
+        self.max_connections = Gauge("tickstream_max_connections",
+                                     "MAX_CONNECTIONS: connections this process accepts", registry=r)
         r.register(_Live(live))
+        add_process_collectors(r)
+
+    def identify(self, node: str, max_connections: int) -> None:
+        """Name the process in ``tickstream_gateway_info`` and publish its connection limit."""
+        self.info.info({"node": node})
+        self.max_connections.set(max_connections)
+
+    def heartbeat_timed_out(self) -> None:
+        """A connection was closed with 4001 (counted as a close by the server too)."""
+        self.heartbeat_timeouts.inc()
+        self.closes.labels("4001").inc()
+
+
+def add_process_collectors(registry: CollectorRegistry) -> None:
+    """``process_*`` and ``python_*`` metrics of this process, in ``registry``."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)

@@ -1,4 +1,4 @@
-"""Run the gateway under uvicorn: one process, or several sharing a port with SO_REUSEPORT.
+"""Run one gateway process under uvicorn, on sockets bound here (``gateway/cli.py`` starts workers).
 
 uvicorn does HTTP (httptools) and the WebSocket protocol (sans-I/O ``websockets`` underneath),
 pings every ``HEARTBEAT_INTERVAL`` and, on SIGTERM, stops accepting, closes WebSockets with 1012
@@ -6,17 +6,20 @@ and waits ``SHUTDOWN_GRACE`` before running the lifespan shutdown. The changes m
 protocols are in :class:`GatewayHttpProtocol` (bounded request heads, answered 414/431 at once)
 and :class:`GatewayWebSocketProtocol` (heartbeat timeout 4001, a handshake refused by the
 WebSocket parser answered instead of left hanging, synchronous frame writes).
+
+With ``METRICS_PORT`` the same server also listens on a second socket that answers only
+``GET /metrics`` (:class:`MetricsPortApp`): each process can be scraped as itself even when
+several share the public port. ``ACCESS_LOG`` turns uvicorn's access log on, through the
+process's log format, each line tagged ``event=http_access`` with its parts as fields.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-import os
 import signal
 import socket
-import subprocess
-import sys
 from typing import Any
 
 import httptools
@@ -25,9 +28,11 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
 
-from gateway.app import create_app
+from gateway.app import GatewayApp, create_app
+from gateway.metrics import GatewayMetrics
 from gateway.protocol import CLOSE_HEARTBEAT, SEND_NOW
 from gateway.settings import GatewaySettings
+from shared.errors import TickstreamError
 
 log = logging.getLogger("tickstream.gateway.server")
 
@@ -160,20 +165,21 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's WebSocket protocol with three changes.
 
-    * A ping left unanswered closes with 4001 (the contract's heartbeat timeout), not 1011.
+    * A ping left unanswered closes with 4001 (the contract's heartbeat timeout), not 1011,
+      counted in ``tickstream_heartbeat_timeouts_total``.
     * A handshake the WebSocket parser refuses before it is a complete request (a line over its
       8 KiB limit: 414 or 431; too many headers: 431; not HTTP at all) is answered and closed.
       uvicorn only writes what the parser produces when a request comes out of it, so these
       refusals stayed unsent and the connection open. (:class:`GatewayHttpProtocol` applies the
       same limits first; this covers whatever else the parser refuses that way.)
-    * The ASGI scope gets the extension ``tickstream.send_now``: a synchronous call that writes
-      a list of frames with one ``transport.write`` when the connection is open and its
-      transport is not paused, and returns False otherwise (the caller then falls back to the
-      awaiting ASGI ``websocket.send``, which waits for the transport to drain). On the fan-out
+    * The ASGI scope gets the extension ``tickstream.send_now(frames, binary)``: a synchronous
+      call that writes a list of frames (bytes: text frames of JSON, or binary frames of msgpack,
+      as the connection speaks one or the other) with one ``transport.write`` when the
+      connection is open and its transport is not paused, and returns False otherwise (the
+      caller then falls back to the awaiting ASGI ``websocket.send``, which waits for the
+      transport to drain). On the fan-out
       path this saves a coroutine, a task switch and a system call per frame.
     """
-
-    heartbeat_timeouts = 0
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -197,17 +203,17 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
             self.request = None  # type: ignore[assignment]
             self.response = None  # type: ignore[assignment]
 
-    def send_now(self, frames: list[str | bytes]) -> bool:
+    def send_now(self, frames: list[bytes], binary: bool) -> bool:
+        """Write ``frames`` now, as binary (msgpack) or as text frames (JSON: UTF-8 bytes, sent
+        without decoding); False if the connection cannot take them synchronously."""
         if (self.close_sent or not self.handshake_complete or self.initial_response is not None
                 or not self.writable.is_set() or self.transport.is_closing()):
             return False
         conn = self.conn
+        send = conn.send_binary if binary else conn.send_text
         try:
             for frame in frames:
-                if type(frame) is str:
-                    conn.send_text(frame.encode())
-                else:
-                    conn.send_binary(frame)  # type: ignore[arg-type]
+                send(frame)
         except InvalidState:
             return False
         self.transport.write(b"".join(conn.data_to_send()))
@@ -218,31 +224,113 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         self.pending_ping_payload = None
         if self.close_sent or self.transport.is_closing():
             return
-        GatewayWebSocketProtocol.heartbeat_timeouts += 1
         self.conn.fail(CLOSE_HEARTBEAT, "heartbeat timeout")
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
         self.transport.close()
+        if isinstance(self.config, GatewayConfig):
+            self.config.metrics.heartbeat_timed_out()
+        log.info("closing %s with %d: heartbeat timeout", _peer(self.transport), CLOSE_HEARTBEAT,
+                 extra={"event": "heartbeat_timeout"})
+
+
+def _peer(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"
+
+
+class GatewayConfig(uvicorn.Config):
+    """uvicorn's configuration, plus the metrics the gateway's protocols report to."""
+
+    def __init__(self, app: Any, metrics: GatewayMetrics, **options: Any) -> None:
+        super().__init__(app, **options)
+        self.metrics = metrics
+
+
+class MetricsPortApp:
+    """The gateway app, except on the metrics listener, where only ``GET /metrics`` is served.
+
+    uvicorn hands every socket's requests to one app; this one tells them apart by the local
+    port of the connection (``scope["server"]``).
+    """
+
+    def __init__(self, app: GatewayApp, metrics_port: int) -> None:
+        self.app = app
+        self.state = app.state
+        self.metrics_port = metrics_port
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        server = scope.get("server")
+        restricted = scope["type"] != "lifespan" and bool(server) and server[1] == self.metrics_port
+        if not restricted or (scope["type"] == "http" and scope["path"] == "/metrics"):
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+        else:
+            body = b"this port serves GET /metrics only\n"
+            await send({"type": "http.response.start", "status": 404,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+
+class _AccessFields(logging.Filter):
+    """Tags uvicorn's access lines ``event=http_access`` with client, method, path and status."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5:
+            client, method, path, _version, status = args
+            record.__dict__.update(client=client, method=method, path=path, status=status)
+        record.__dict__.setdefault("event", "http_access")
+        return True
+
+
+def _access_log(enabled: bool) -> None:
+    # uvicorn logs a request when "uvicorn.access" has a handler (here: the root's, through
+    # propagation); its Config(access_log=False) cuts the propagation, so set it both ways.
+    access = logging.getLogger("uvicorn.access")
+    access.propagate = enabled
+    if enabled:
+        access.setLevel(logging.INFO)  # asked for: shown whatever LOG_LEVEL says
+        if not any(isinstance(f, _AccessFields) for f in access.filters):
+            access.addFilter(_AccessFields())
 
 
 LISTEN_BACKLOG = 16384
 
 
 def bind(host: str, port: int, reuse_port: bool) -> socket.socket:
+    """A listening socket (port 0: any free one); a failure is one line naming the address."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    # A reconnect storm opens thousands of connections at once: the kernel caps this at
-    # net.core.somaxconn (4096 by default on current Linux), so raise that too on big nodes.
-    sock.listen(LISTEN_BACKLOG)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        # A reconnect storm opens thousands of connections at once: the kernel caps this at
+        # net.core.somaxconn (4096 by default on current Linux), so raise that too on big nodes.
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise TickstreamError(f"cannot listen on {url(host, port)}: {exc.strerror or exc}") from None
     sock.set_inheritable(True)
     return sock
 
 
-def config(settings: GatewaySettings, **overrides: Any) -> uvicorn.Config:
+def url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def bound_port(sock: socket.socket) -> int:
+    port: int = sock.getsockname()[1]
+    return port
+
+
+def config(settings: GatewaySettings, *, metrics_port: int | None = None,
+           **overrides: Any) -> GatewayConfig:
+    """uvicorn's configuration of one gateway process; ``overrides`` are uvicorn options."""
     options: dict[str, Any] = {
         "ws": GatewayWebSocketProtocol,
         "ws_max_size": settings.max_frame_bytes,
@@ -251,45 +339,55 @@ def config(settings: GatewaySettings, **overrides: Any) -> uvicorn.Config:
         "ws_per_message_deflate": settings.ws_compression,
         "lifespan": "on",
         "log_config": None,
-        "access_log": False,
+        "access_log": settings.access_log,
         "server_header": False,
         "timeout_graceful_shutdown": int(max(1, settings.shutdown_grace)),
         "loop": "uvloop",
         "http": GatewayHttpProtocol,
     }
     options.update(overrides)
-    return uvicorn.Config(create_app(settings), **options)
+    app = create_app(settings)
+    metrics: GatewayMetrics = app.state.node.metrics
+    metrics.identify(settings.node, settings.max_connections)
+    served: GatewayApp | MetricsPortApp = app
+    if metrics_port is not None:
+        served = MetricsPortApp(app, metrics_port)
+    result = GatewayConfig(served, metrics, **options)
+    _access_log(bool(options["access_log"]))
+    return result
 
 
-def serve(settings: GatewaySettings, *, reuse_port: bool = True) -> None:
-    """Run one gateway process until SIGTERM/SIGINT."""
+def serve(settings: GatewaySettings, listener: socket.socket | None = None,
+          metrics_listener: socket.socket | None = None) -> None:
+    """Run one gateway process until SIGTERM/SIGINT.
+
+    Without ``listener`` it binds ``HOST:PORT`` itself (SO_REUSEPORT: other gateways may share
+    the port), and ``METRICS_PORT`` when set. Port 0 becomes the port bound: that is what the
+    log line, the health key and the node see.
+    """
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-    sock = bind(settings.host, settings.port, reuse_port)
-    server = uvicorn.Server(config(settings))
-    log.info("gateway %s listening on %s:%d", settings.node, settings.host, settings.port)
+    if listener is None:
+        listener = bind(settings.host, settings.port, reuse_port=True)
+    if metrics_listener is None and settings.metrics_port is not None:
+        try:
+            metrics_listener = bind(settings.host, settings.metrics_port, reuse_port=False)
+        except TickstreamError:
+            listener.close()
+            raise
+    port = bound_port(listener)
+    metrics_port = None if metrics_listener is None else bound_port(metrics_listener)
+    settings = dataclasses.replace(settings, port=port, metrics_port=metrics_port)
+    server = uvicorn.Server(config(settings, metrics_port=metrics_port))
+    log.info("gateway %s listening on %s", settings.node, url(settings.host, port),
+             extra={"event": "listening", "port": port})
+    sockets = [listener]
+    if metrics_listener is not None:
+        sockets.append(metrics_listener)
+        log.info("gateway %s serves its metrics on %s/metrics", settings.node,
+                 url(settings.host, bound_port(metrics_listener)),
+                 extra={"event": "metrics_listening", "metrics_port": metrics_port})
     # uvicorn re-raises the signal that stopped it once it is done; with these handlers in place
     # that re-raise is a no-op, so a drained gateway exits with status 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
-    server.run(sockets=[sock])
-
-
-def serve_workers(settings: GatewaySettings, argv: list[str]) -> int:
-    """Start ``workers`` gateway processes on one port and forward signals to them."""
-    children = []
-    env = dict(os.environ, WORKERS="1", NODE_ID="")
-    for index in range(settings.workers):
-        node = f"{settings.node}-w{index}" if settings.node else ""
-        child_env = dict(env, NODE_ID=node)
-        children.append(subprocess.Popen([sys.executable, "-m", "tickstream.cli", "gateway", *argv,
-                                          "--workers", "1"], env=child_env))
-
-    def forward(signum: int, _frame: Any) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    codes = [child.wait() for child in children]
-    return max(codes, default=0)
+    server.run(sockets=sockets)

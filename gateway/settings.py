@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import socket
 from dataclasses import dataclass
 
+from shared.events import is_symbol
+from shared.logsetup import checked_log_format, parse_log_format
 from shared.publisher import PublishSettings
 from shared.settings import Secret, parse_duration, parse_size, setting
+
+_PORT = re.compile(r"[0-9]{1,5}", re.ASCII)
+
+
+def parse_metrics_port(text: str) -> int | None:
+    """``METRICS_PORT``: empty (off), ``0`` (any free port) or a TCP port."""
+    value = text.strip()
+    if not value:
+        return None
+    if not _PORT.fullmatch(value) or int(value) > 65535:
+        raise ValueError(f"expected a port from 0 to 65535 (or empty: off), got {text[:40]!r}")
+    return int(value)
 
 
 def _default_node() -> str:
@@ -30,11 +45,11 @@ class GatewaySettings(PublishSettings):
     jwt_issuer: str = setting("", env="JWT_ISSUER", help="required 'iss' claim, if set")
     heartbeat_interval: float = setting(
         30.0, env="HEARTBEAT_INTERVAL", parse=parse_duration,
-        help="seconds between WebSocket pings; also the idle time before a heartbeat message",
+        help="time between WebSocket pings; also the idle time before a heartbeat message",
     )
     heartbeat_timeout: float = setting(
         10.0, env="HEARTBEAT_TIMEOUT", parse=parse_duration,
-        help="seconds a client has to answer a ping before it is closed with 4001",
+        help="how long a client has to answer a ping before it is closed with 4001",
     )
     allowed_origins: tuple[str, ...] = setting(
         (), env="ALLOWED_ORIGINS", help="comma list of allowed Origin values; empty allows any",
@@ -64,7 +79,9 @@ class GatewaySettings(PublishSettings):
     )
     replay_max_events: int = setting(
         200_000, env="REPLAY_MAX_EVENTS",
-        help="most events one subscribe may replay; more is answered recovered:false",
+        help="most events one connection replays for a subscribe (since): past it the connection is "
+             "closed with 4008 and the client resumes from its last event; last: N looks back "
+             "at most this far",
     )
     replay_page: int = setting(1000, env="REPLAY_PAGE", help="XRANGE page size during replay")
     reader_count: int = setting(1000, env="READER_COUNT", help="entries per XREAD and stream")
@@ -74,7 +91,7 @@ class GatewaySettings(PublishSettings):
     )
     reader_epoch_check: float = setting(
         5.0, env="READER_EPOCH_CHECK", parse=parse_duration,
-        help="seconds between checks that no stream was re-created or trimmed under the reader",
+        help="time between checks that no stream was re-created or trimmed under the reader",
     )
     reader_stale_after: float = setting(
         10.0, env="READER_STALE_AFTER", parse=parse_duration,
@@ -91,13 +108,30 @@ class GatewaySettings(PublishSettings):
     ws_compression: bool = setting(
         False, env="WS_COMPRESSION", help="offer permessage-deflate (costs CPU per connection)",
     )
+    metrics_port: int | None = setting(
+        None, env="METRICS_PORT", parse=parse_metrics_port,
+        help="also serve this process's /metrics alone on this port (0 = any free port, logged); "
+             "with --workers N, worker i uses METRICS_PORT+i; empty: off",
+    )
+    log_format: str = setting(
+        "text", env="LOG_FORMAT", parse=parse_log_format,
+        help="text, or json: one JSON object per line (ts, level, logger, msg, node, conn, event)",
+    )
+    symbols: tuple[str, ...] = setting(
+        ("BTCUSDT", "ETHUSDT"), env="SYMBOLS",
+        help="the ingested symbols, in order: the dashboard lists them first and selects the first",
+    )
+    access_log: bool = setting(
+        False, env="ACCESS_LOG", help="log every HTTP request (uvicorn's access log)",
+    )
 
     def __post_init__(self) -> None:
         PublishSettings.__post_init__(self)
-        if not 0 < self.port < 65536:
-            raise ValueError(f"PORT: {self.port} is not a TCP port")
-        if self.workers < 1:
-            raise ValueError("WORKERS: must be at least 1")
+        if not 0 <= self.port < 65536:
+            raise ValueError(f"PORT: {self.port} is not a TCP port (0 = any free port)")
+        if not 1 <= self.workers <= 256:
+            raise ValueError("WORKERS: from 1 to 256")
+        self._check_ops()
         if self.heartbeat_interval <= 0 or self.heartbeat_timeout <= 0:
             raise ValueError("HEARTBEAT_INTERVAL and HEARTBEAT_TIMEOUT must be positive")
         if self.jwt_secret and self.jwt_public_key:
@@ -113,6 +147,23 @@ class GatewaySettings(PublishSettings):
             raise ValueError("MAX_MESSAGE_BYTES cannot exceed MAX_FRAME_BYTES")
         if not self.node:
             object.__setattr__(self, "node", _default_node())
+        symbols = tuple(dict.fromkeys(s.strip().upper() for s in self.symbols if s.strip()))
+        bad = [s for s in symbols if not (s.isascii() and is_symbol(s))]
+        if bad or not symbols:
+            raise ValueError(f"SYMBOLS: {bad[0][:40]!r} is not a symbol (e.g. BTCUSDT)" if bad
+                             else "SYMBOLS: at least one symbol is needed")
+        object.__setattr__(self, "symbols", symbols)
+
+    def _check_ops(self) -> None:
+        object.__setattr__(self, "log_format", checked_log_format(self.log_format))
+        base = self.metrics_port
+        if base is None or base == 0:
+            return
+        last = base + self.workers - 1
+        if last > 65535:
+            raise ValueError(f"METRICS_PORT: {base} + {self.workers} workers passes port 65535")
+        if base <= self.port <= last:
+            raise ValueError(f"METRICS_PORT: {base}..{last} includes PORT {self.port}")
 
     def public_key_pem(self) -> str:
         key = self.jwt_public_key.reveal()

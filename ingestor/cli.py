@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from shared.logsetup import configure
 
     settings = from_args(IngestorSettings, args)
-    configure(settings.log_level, settings.node)
+    configure(settings.log_level, settings.node, fmt=settings.log_format)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
     gc.collect()
     gc.freeze()

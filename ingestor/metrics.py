@@ -3,7 +3,8 @@
 Per-frame and per-event counts are plain integers on :class:`Counts`, bumped by the hot path
 without a lock and folded into the registry when it is scraped. Rarer things (reconnects,
 resyncs, REST calls) use prometheus_client objects directly. The names are listed in
-docs/ingestor.md.
+docs/ingestor.md. The registry also carries the process's own metrics (``process_*``: CPU
+seconds, resident memory, open file descriptors, start time; ``python_*``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -123,6 +131,9 @@ class IngestorMetrics:
                                  "acknowledgement", buckets=LATENCY_BUCKETS, registry=r)
         self._live: Callable[[], Live] = lambda: Live(0, 0, {}, 0)
         r.register(_LiveCollector(self.counts, lambda: self._live()))
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
 
     def set_live(self, live: Callable[[], Live]) -> None:
         self._live = live

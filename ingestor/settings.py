@@ -15,6 +15,7 @@ from typing import Final
 
 from ingestor.binance.streams import KLINE_INTERVALS, MAX_STREAMS_PER_CONNECTION
 from ingestor.lease import GROUP_NAME, check_timings, default_group
+from shared.logsetup import checked_log_format, parse_log_format
 from shared.publisher import PublishSettings
 from shared.settings import parse_duration, parse_size, setting
 
@@ -79,7 +80,8 @@ class IngestorSettings(PublishSettings):
     )
     host: str = setting("127.0.0.1", env="HOST", help="address of /healthz, /readyz and /metrics")
     port: int = setting(9100, env="PORT", help="port of the HTTP endpoints (0 = any free port)")
-    node: str = setting("", env="NODE_ID", help="this process's id in logs and the health key")
+    node: str = setting("", env="NODE_ID",
+                        help="this process's id in logs and the health key (default: host-pid)")
     stale_after: float = setting(
         10.0, env="STALE_AFTER", parse=parse_span,
         help="a stream that always ticks (klines: every 2 s) is stale after this long without data",
@@ -142,9 +144,14 @@ class IngestorSettings(PublishSettings):
         0.5, env="LEASE_RETRY", parse=parse_span,
         help="how often a standby tries to take the lease",
     )
+    log_format: str = setting(
+        "text", env="LOG_FORMAT", parse=parse_log_format,
+        help="text, or json: one JSON object per line (ts, level, logger, msg, node, conn, event)",
+    )
 
     def __post_init__(self) -> None:
         PublishSettings.__post_init__(self)
+        object.__setattr__(self, "log_format", checked_log_format(self.log_format))
         symbols = tuple(dict.fromkeys(s.strip().upper() for s in self.symbols if s.strip()))
         if not symbols:
             raise ValueError("SYMBOLS: at least one symbol is needed")

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"tickstream simulator: {exc}", file=sys.stderr)
         return 2
-    configure(config.log_level)
+    configure(config.log_level, fmt=config.log_format)
     try:
         return asyncio.run(_serve(config))
     except (ConfigError, FaultSpecError) as exc:

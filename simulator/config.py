@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 
+from shared.logsetup import checked_log_format, parse_log_format
 from shared.settings import parse_duration, setting
 from simulator.faults import DROP_MODES
 from simulator.symbols import DEFAULT_SYMBOLS, parse_symbols
@@ -122,6 +123,10 @@ class SimulatorConfig:
         help="send serverShutdown (then close) this often",
     )
     log_level: str = setting("INFO", env="LOG_LEVEL", help="DEBUG, INFO, WARNING or ERROR")
+    log_format: str = setting(
+        "text", env="LOG_FORMAT", parse=parse_log_format,
+        help="text, or json: one JSON object per line (ts, level, logger, msg, event)",
+    )
 
     def __post_init__(self) -> None:
         parse_symbols(self.symbols)
@@ -171,3 +176,4 @@ class SimulatorConfig:
                 raise ValueError("SIMULATOR_FAULTS: expected a JSON object")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError(f"LOG_LEVEL: unknown level {self.log_level!r}")
+        object.__setattr__(self, "log_format", checked_log_format(self.log_format))
