@@ -65,6 +65,7 @@ class _Spec:
     flag: str | None
     help: str
     parse: Callable[[str], Any] | None
+    metavar: str | None = None
 
 
 def setting(
@@ -74,9 +75,15 @@ def setting(
     flag: str | None = None,
     help: str = "",
     parse: Callable[[str], Any] | None = None,
+    metavar: str | None = None,
 ) -> Any:
-    """Declare a settings field: its default, environment variable, flag and help."""
-    return dataclasses.field(default=default, metadata={_META: _Spec(env, flag, help, parse)})
+    """Declare a settings field: its default, environment variable, flag, help and placeholder.
+
+    ``metavar`` is the placeholder ``--help`` shows after the flag; without it, one is derived
+    from the field's type (see :func:`add_arguments`).
+    """
+    spec = _Spec(env, flag, help, parse, metavar)
+    return dataclasses.field(default=default, metadata={_META: spec})
 
 
 # Settings are checked whole (fullmatch) and in ASCII (\d and \s would take any Unicode digit/space).
@@ -147,22 +154,102 @@ def _fields(cls: type[Any]) -> list[tuple[dataclasses.Field[Any], _Spec]]:
     return [(f, f.metadata[_META]) for f in dataclasses.fields(cls) if _META in f.metadata]
 
 
+# -- how --help shows a field ------------------------------------------------------------------
+
+
+def _probe(parse: Callable[[str], Any], text: str, expected: float) -> bool:
+    """Does this parser read ``text`` as ``expected``? (how a field's value kind is recognised)"""
+    try:
+        return bool(parse(text) == expected)
+    except Exception:  # any parser's refusal means "not this kind"
+        return False
+
+
+def format_duration(seconds: float, parse: Callable[[str], Any] = parse_duration) -> str:
+    """Seconds as one would type them: ``86400.0`` -> ``"1d"``, ``0.5`` -> ``"500ms"``.
+
+    A compound form (``"23h50m"``) is used only when ``parse`` reads it back.
+    """
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            whole = f"{int(seconds // size)}{unit}"
+            break
+    else:
+        millis = seconds * 1000
+        whole = f"{int(millis)}ms" if 0 < seconds < 1 and millis == int(millis) else f"{seconds:g}s"
+    if seconds >= 3600 and seconds % 60 == 0 and seconds % 3600:
+        compound = f"{int(seconds // 3600)}h{int(seconds % 3600 // 60)}m"
+        if _probe(parse, compound, seconds):
+            return compound
+    return whole
+
+
+def format_size(size: int) -> str:
+    """Bytes as one would type them: ``4194304`` -> ``"4MiB"``."""
+    for unit, mult in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= mult and size % mult == 0:
+            return f"{size // mult}{unit}"
+    return str(size)
+
+
+def _describe(name: str, tp: Any, default: Any, parse: Callable[[str], Any] | None) -> tuple[str, str]:
+    """A field's ``--help`` placeholder and its default as text (``""``: nothing to show).
+
+    The placeholder says what kind of value the flag takes (``DURATION``, ``SIZE``, ``N``,
+    ``LIST``, ``BOOL``, or the last word of the field's name for text: ``URL``, ``HOST``), never
+    the environment variable, which the help names separately.
+    """
+    inner = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (types.UnionType, typing.Union) and len(inner) == 1:
+        tp = inner[0]
+    last = name.rsplit("_", 1)[-1].upper()
+    if default is None or (isinstance(default, str | tuple | frozenset) and not default):
+        shown = ""
+    elif isinstance(default, Secret):
+        shown = default.redacted()
+    elif isinstance(default, bool):
+        shown = "true" if default else "false"
+    elif isinstance(default, frozenset):
+        shown = ",".join(sorted(default))
+    elif isinstance(default, tuple):
+        shown = ",".join(map(str, default))
+    else:
+        shown = str(default)
+    if parse is not None and _probe(parse, "2s", 2.0):
+        return "DURATION", format_duration(float(default), parse) if shown else ""
+    if parse is not None and _probe(parse, "2KiB", 2048):
+        return "SIZE", format_size(int(default)) if shown else ""
+    if parse is not None:
+        return last, shown
+    if tp is bool:
+        return "BOOL", shown
+    if typing.get_origin(tp) is tuple:
+        return "LIST", shown
+    if tp is int:
+        return ("PORT" if last == "PORT" else "N"), shown
+    if tp is float:
+        return "NUMBER", f"{default:g}" if shown else ""
+    return last, shown
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls: type[Any]) -> None:
-    """Add one flag per field of ``cls``; the help shows the variable and the default."""
+    """Add one flag per field of ``cls``; the help shows the default and the variable.
+
+    The help reads ``--idempotency-window DURATION  how long ... (default: 1d) [env
+    IDEMPOTENCY_WINDOW]``: the placeholder names the kind of value (:func:`_describe`), the
+    default is written the way one would type it, and an empty default is not shown.
+    """
+    hints = typing.get_type_hints(cls)
     for field, spec in _fields(cls):
-        default = field.default
-        shown: Any = default
-        if isinstance(default, Secret):
-            shown = default.redacted()
-        elif isinstance(default, tuple | frozenset):
-            shown = ",".join(sorted(default))
+        metavar, default = _describe(field.name, hints[field.name], field.default, spec.parse)
+        shown = f" (default: {default})" if default and "default" not in spec.help else ""
         env = f" [env {spec.env}]" if spec.env else ""
         parser.add_argument(
             _flag_name(field, spec),
             dest=field.name,
             default=None,
-            metavar=(spec.env or field.name.upper()),
-            help=f"{spec.help} (default: {shown!s}){env}",
+            metavar=spec.metavar or metavar,
+            help=f"{spec.help}{shown}{env}".replace("%", "%%"),
         )
 
 

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("tickstream.up", "the whole stack on one machine"),
     "publish": ("tickstream.publish_cmd", "publish one event from the shell"),
     "tail": ("tickstream.tail", "subscribe and print events as JSON lines"),
+    "token": ("tickstream.token", "mint a JWT with the gateways' key and print it"),
     "migrate-keys": ("tickstream.migrate_keys",
                      "move Redis keys of the layout before hash tags (stop publishers first)"),
 }
@@ -39,17 +40,51 @@ def _available() -> dict[str, tuple[str, str]]:
     return found
 
 
+def version() -> str:
+    """The installed distribution's version, else the source tree's (``pyproject.toml``)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("tickstream")
+    except PackageNotFoundError:
+        import tomllib
+        from pathlib import Path
+
+        try:
+            with (Path(__file__).resolve().parents[1] / "pyproject.toml").open("rb") as handle:
+                return str(tomllib.load(handle)["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tickstream",
         description="Real-time events from producers to WebSocket clients through Redis Streams.",
     )
+    parser.add_argument("--version", action="version", version=f"tickstream {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, summary) in _available().items():
         cmd = sub.add_parser(name, help=summary, description=summary)
         importlib.import_module(module).configure_parser(cmd)
         cmd.set_defaults(_module=module)
     return parser
+
+
+SERVER_EXTRA_MODULES = frozenset({
+    "starlette", "uvicorn", "httptools", "uvloop", "watchfiles", "anyio", "h11", "jwt",
+    "cryptography", "prometheus_client", "httpx", "httpcore",
+})
+"""What ``pip install 'tickstream[server]'`` brings (imported by the server-side commands)."""
+
+
+def missing_server_extra(exc: ModuleNotFoundError) -> str | None:
+    """The one-line message when ``exc`` is a module of the ``server`` extra, else None."""
+    name = (exc.name or "").partition(".")[0]
+    if name not in SERVER_EXTRA_MODULES:
+        return None
+    return f"needs the server extra ({name} is not installed): pip install 'tickstream[server]'"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,6 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TickstreamError as exc:
         print(f"tickstream {args.command}: {exc}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as exc:
+        hint = missing_server_extra(exc)
+        if hint is None:
+            raise
+        print(f"tickstream {args.command}: {hint}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -1,8 +1,13 @@
-"""``tickstream publish EVENT_TYPE JSON``: publish one event and print its offset."""
+"""``tickstream publish EVENT_TYPE JSON``: publish one event and print its offset.
+
+Without ``--redis-url``/``REDIS_URL`` it publishes to the running ``tickstream up`` of the state
+folder (:mod:`tickstream.stackfile`), else to the default ``redis://127.0.0.1:6379/0``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import orjson
@@ -10,6 +15,7 @@ import orjson
 from shared.errors import RedisUnavailable, ValidationError
 from shared.events import Event
 from shared.settings import add_arguments, from_args
+from tickstream import stackfile
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +25,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("json", help="the event's data as a JSON object ('-' reads stdin)")
     parser.add_argument("--symbol", help="routing symbol, e.g. BTCUSDT")
     parser.add_argument("--user", help="the one user allowed to receive the event")
-    parser.add_argument("--idempotency-key", dest="idempotency_key",
+    parser.add_argument("--idempotency-key", dest="idempotency_key", metavar="KEY",
                         help="a repeat within the window returns the first offset")
     add_arguments(parser, PublishSettings)
 
@@ -27,7 +33,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from shared.publisher import Publisher, PublishSettings
 
-    settings = from_args(PublishSettings, args)
+    given = {"REDIS_URL": args.redis_url is not None, "KEY_PREFIX": args.key_prefix is not None}
+    found = stackfile.resolve("publish", given)
+    settings = from_args(PublishSettings, args, {**os.environ, **found})
     text = sys.stdin.read() if args.json == "-" else args.json
     try:
         data = orjson.loads(text)
@@ -42,7 +50,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"tickstream publish: invalid event: {exc}", file=sys.stderr)
             return 2
         except RedisUnavailable as exc:
-            print(f"tickstream publish: {exc}", file=sys.stderr)
+            hint = ""
+            if not found and not given["REDIS_URL"] and "REDIS_URL" not in os.environ:
+                hint = (f" (REDIS_URL is not set and no `tickstream up` is running with the state "
+                        f"folder {stackfile.state_dir()}: set REDIS_URL, or run this in the folder "
+                        "of `make demo`)")
+            print(f"tickstream publish: {exc}{hint}", file=sys.stderr)
             return 1
     print(offset)
     return 0

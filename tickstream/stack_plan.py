@@ -73,15 +73,15 @@ class UpSettings:
     )
     redis_port: int = setting(
         DEFAULT_REDIS_PORT, env="TICKSTREAM_REDIS_PORT",
-        help="port of the private redis-server on 127.0.0.1 (if the default is taken: a free one)",
+        help="port of the private redis-server on 127.0.0.1 (a free one if it is taken)",
     )
     ingestor_port: int = setting(
         DEFAULT_INGESTOR_PORT, env="TICKSTREAM_INGESTOR_PORT",
-        help="port of the ingestor's /healthz, /readyz, /metrics (default taken: a free one)",
+        help="port of the ingestor's /healthz, /readyz, /metrics (a free one if it is taken)",
     )
     simulator_port: int = setting(
         DEFAULT_SIMULATOR_PORT, env="TICKSTREAM_SIMULATOR_PORT",
-        help="port of the simulator with --simulate (default taken: a free one)",
+        help="port of the simulator with --simulate (a free one if it is taken)",
     )
     state_dir: str = setting(
         "", env="TICKSTREAM_STATE",
@@ -212,6 +212,8 @@ class Plan:
     """The private Redis (``None`` with ``REDIS_URL``)."""
     redis_cli: str = ""
     """``redis-cli``, to create a Redis Cluster."""
+    jwt_secret_file: Path | None = None
+    """The JWT secret ``up`` keeps in the state folder (``None``: JWT_SECRET or JWT_PUBLIC_KEY given)."""
 
     @property
     def probe_host(self) -> str:
@@ -599,6 +601,14 @@ def build_plan(settings: UpSettings, simulate: bool, environ: Mapping[str, str])
         env["SYMBOLS"] = ",".join(settings.symbols)
     if settings.log_level:
         env["LOG_LEVEL"] = settings.log_level.upper()
+    jwt_secret_file = None
+    if not env.get("JWT_SECRET") and not env.get("JWT_PUBLIC_KEY"):
+        # Tokens work out of the box: a secret made once, kept in the state folder (0600).
+        from tickstream.stackfile import keep_secret, read_secret
+
+        jwt_secret_file = keep_secret(state_dir)
+        env["JWT_SECRET"] = read_secret(jwt_secret_file)
+        env.pop("JWT_PUBLIC_KEY", None)
 
     host = _short_host()
     nodes = [f"{host}-gw{i}" for i in range(1, settings.gateways + 1)]
@@ -631,5 +641,5 @@ def build_plan(settings: UpSettings, simulate: bool, environ: Mapping[str, str])
         ingestor_stop=max(settings.stop_timeout, ingestor.shutdown_grace + STOP_MARGIN),
         standby_ingestors=[(f"{ingestor_node}-{i}", _free_port("127.0.0.1"))
                            for i in range(2, settings.ingestors + 1)],
-        notes=notes, redis=layout, redis_cli=redis_cli,
+        notes=notes, redis=layout, redis_cli=redis_cli, jwt_secret_file=jwt_secret_file,
     )

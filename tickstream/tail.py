@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from shared.errors import ConfigError, InvalidOffset
 from shared.events import is_event_type
 from shared.offsets import parse_offset
+from tickstream import stackfile
 
 if TYPE_CHECKING:
     from shared.client import Client, Event, Reset, Status, Subscription
@@ -61,7 +62,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     start.add_argument("--last", type=int, metavar="N",
                        help="start with the last N retained events of each type")
     parser.add_argument("--url", help=f"gateway WebSocket URL, or a comma list tried in turn "
-                                      f"(env TICKSTREAM_URL, default {DEFAULT_URL})")
+                                      f"(env TICKSTREAM_URL; default: the running `tickstream up`'s, "
+                                      f"else {DEFAULT_URL})")
     parser.add_argument("--token", help="JWT for private events (env TICKSTREAM_TOKEN)")
     parser.add_argument("--count", type=int, metavar="N", help="exit after printing N events")
     parser.add_argument("--conflate-ms", type=int, metavar="N",
@@ -75,8 +77,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", "-v", action="store_true", help="client log lines on stderr")
 
 
-def plan_from(args: argparse.Namespace) -> Plan:
-    """Check the arguments; ConfigError (one line) for anything wrong."""
+def plan_from(args: argparse.Namespace, stack_url: str | None = None) -> Plan:
+    """Check the arguments; ConfigError (one line) for anything wrong.
+
+    ``stack_url``: the running stack's URL, used when neither ``--url`` nor ``TICKSTREAM_URL``
+    is given.
+    """
     types: list[str] = list(dict.fromkeys(args.event_types))
     for event_type in types:
         if not is_event_type(event_type):
@@ -103,7 +109,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
     conflate_ms = getattr(args, "conflate_ms", None)
     if conflate_ms is not None and not MIN_CONFLATE_MS <= conflate_ms <= MAX_CONFLATE_MS:
         raise ConfigError(f"--conflate-ms must be from {MIN_CONFLATE_MS} to {MAX_CONFLATE_MS}")
-    url_text = args.url or os.environ.get("TICKSTREAM_URL") or DEFAULT_URL
+    url_text = args.url or os.environ.get("TICKSTREAM_URL") or stack_url or DEFAULT_URL
     urls = [u.strip() for u in url_text.split(",") if u.strip()]
     for url in urls:
         if not url.startswith(("ws://", "wss://")):
@@ -117,7 +123,8 @@ def plan_from(args: argparse.Namespace) -> Plan:
 def run(args: argparse.Namespace) -> int:
     from shared.logsetup import configure
 
-    plan = plan_from(args)
+    found = stackfile.resolve("tail", {"TICKSTREAM_URL": bool(args.url)}, announce=not args.quiet)
+    plan = plan_from(args, found.get("TICKSTREAM_URL"))
     configure("INFO" if args.verbose else "CRITICAL")
     return asyncio.run(Tail(plan).run())
 

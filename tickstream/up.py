@@ -16,13 +16,17 @@ What it starts, in this order:
 
 It waits until each is ready (Redis answers PING, and a cluster or Sentinel setup serves; the
 simulator's ``/api/v3/ping``; the ingestor's ``/readyz``; for gateways, ``/readyz`` on the
-shared port answered by that node), prints a status table, the dashboard URL and the
-``REDIS_URL`` the children use, then supervises: a child that dies is restarted with backoff.
+shared port answered by that node), writes ``<state>/stack.json`` (the settings ``tickstream
+publish``, ``tail`` and ``token`` take from the running stack, :mod:`tickstream.stackfile`),
+prints a status table, the dashboard URL, the ``REDIS_URL`` the children use, an ``export``
+line, and with the kept JWT secret two tokens and a ``curl`` and a ``tail`` line to try them;
+then it supervises: a child that dies is restarted with backoff.
 SIGINT or SIGTERM stops gateways (SIGTERM: clients get 1012), then the ingestor, the simulator
 and Redis (sentinels before data nodes), each with a bounded wait before SIGKILL. The PIDs it
 started are kept in ``<state>/up.json``. Settings the children read (``REDIS_URL``,
 ``SYMBOLS``, ``JWT_SECRET``, ``LOG_LEVEL``, ...) pass to them through the environment;
-``HOST``/``PORT``/``NODE_ID`` are set per child by flags.
+``HOST``/``PORT``/``NODE_ID`` are set per child by flags. Without ``JWT_SECRET`` or
+``JWT_PUBLIC_KEY``, the gateways get a secret made once and kept in ``<state>/jwt_secret``.
 """
 
 from __future__ import annotations
@@ -38,13 +42,14 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import IO
 
 from shared.errors import TickstreamError
 from shared.settings import Secret
+from tickstream import stackfile
 from tickstream.stack_plan import (
     LOCK_FILE,
     STATE_FILE,
@@ -162,15 +167,25 @@ def _specs(plan: Plan, probes: HttpProbes) -> dict[str, ChildSpec]:
             note=("simulator" if plan.simulate else "Binance") + (" (group)" if len(members) > 1 else ""),
         )
     readyz = f"{plan.base_url}/readyz"
+    metrics_base = _metrics_base(env)
     for index, node in enumerate(plan.gateway_nodes, 1):
+        # A fixed METRICS_PORT is a base: gateway i serves its own /metrics on base + i - 1.
+        metrics = [] if not metrics_base else ["--metrics-port", str(metrics_base + index - 1)]
         specs[f"gateway-{index}"] = ChildSpec(
             f"gateway-{index}",
             [*py, "gateway", "--workers", "1", "--host", plan.settings.host, "--port", str(plan.port),
-             "--node", node],
+             "--node", node, *metrics],
             env, probes.gateway(readyz, node), stage=0, stop_timeout=plan.gateway_stop,
             address=plan.base_url, note=f"node {node}",
         )
     return specs
+
+
+def _metrics_base(env: Mapping[str, str]) -> int | None:
+    """The gateways' METRICS_PORT when it is a fixed port (0 or empty need no assignment)."""
+    from gateway.settings import parse_metrics_port
+
+    return parse_metrics_port(env.get("METRICS_PORT", ""))
 
 
 def _table(sup: Supervisor, plan: Plan, notes: dict[str, str] | None = None) -> str:
@@ -195,12 +210,66 @@ def _shown_url(plan: Plan) -> str:
     return re.sub(r"([?&]sentinel_password=)[^&]*", r"\1***", Secret(plan.redis_url).redacted())
 
 
-def _redis_lines(plan: Plan) -> str:
-    """Where the stack's Redis is, and how to publish to it from a shell."""
-    url = _shown_url(plan)
+def _redis_line(plan: Plan) -> str:
     what = plan.redis.describe() if plan.redis is not None else "external"
-    return (f"Redis: {url} ({what})\n"
-            f"Publish: REDIS_URL={shlex.quote(url)} tickstream publish EVENT_TYPE JSON")
+    return f"Redis: {_shown_url(plan)} ({what})"
+
+
+def _ws_url(plan: Plan) -> str:
+    return f"{plan.base_url.replace('http', 'ws', 1)}/ws"
+
+
+def client_settings(plan: Plan) -> dict[str, str]:
+    """What the stack file tells ``tickstream publish``, ``tail`` and ``token``."""
+    settings = {"REDIS_URL": plan.redis_url, "TICKSTREAM_URL": _ws_url(plan)}
+    for name in ("KEY_PREFIX", "JWT_AUDIENCE", "JWT_ISSUER"):
+        if plan.env.get(name):
+            settings[name] = plan.env[name]
+    if plan.jwt_secret_file is not None:
+        settings["JWT_SECRET"] = str(plan.jwt_secret_file)
+    return settings
+
+
+DEMO_USER = "alice"
+DEMO_TOKEN_TTL = 86400
+DEMO_TRADE = ('{"event_type":"trade_executed","user":"alice","data":{"trade_id":"T-1",'
+              '"symbol":"BTCUSDT","type":"LONG","entry_price":65000,"quantity":0.01,"leverage":5}}')
+
+
+def client_lines(plan: Plan) -> list[str]:
+    """How to reach the stack from a shell: its settings, and with the kept secret, tokens to try."""
+    quote = shlex.quote
+    here = plan.state_dir == (Path.cwd() / ".state").resolve()
+    where = "in this folder" if here else f"with TICKSTREAM_STATE={quote(str(plan.state_dir))}"
+    exports = [f"REDIS_URL={quote(_shown_url(plan))}", f"TICKSTREAM_URL={quote(_ws_url(plan))}"]
+    for name in ("KEY_PREFIX", "JWT_AUDIENCE", "JWT_ISSUER"):
+        if plan.env.get(name):
+            exports.append(f"{name}={quote(plan.env[name])}")
+    if plan.jwt_secret_file is not None:
+        exports.append(f'JWT_SECRET="$(cat {quote(str(plan.jwt_secret_file))})"')
+    lines = [
+        _redis_line(plan),
+        f"Settings: {plan.state_dir / stackfile.STACK_FILE} (`tickstream publish`, `tail` and "
+        f"`token` run {where} use them)",
+        f"Other tools: export {' '.join(exports)}",
+    ]
+    if plan.jwt_secret_file is None:
+        return lines
+    from tickstream.token import TokenSettings, mint
+
+    keys = TokenSettings(jwt_secret=Secret(plan.env["JWT_SECRET"]),
+                         jwt_audience=plan.env.get("JWT_AUDIENCE", ""),
+                         jwt_issuer=plan.env.get("JWT_ISSUER", ""))
+    role = plan.env.get("PUBLISHER_ROLE") or "publisher"
+    publisher = mint(keys, "demo-publisher", [role], DEMO_TOKEN_TTL)
+    user = mint(keys, DEMO_USER, [], DEMO_TOKEN_TTL)
+    return [*lines,
+            f"Publisher token (role {role}, 24 h): {publisher}",
+            f"User token ({DEMO_USER}, 24 h): {user}",
+            f"Publish over HTTP: curl -sS -w '\\n' -X POST {plan.base_url}/api/publish -H "
+            f"'Authorization: Bearer {publisher}' -H 'Content-Type: application/json' -d '{DEMO_TRADE}'",
+            f"{DEMO_USER.title()}'s private events: tickstream tail trade_executed --last 5 "
+            f"--url {_ws_url(plan)} --token {user}"]
 
 
 async def _redis_reachable(url: str) -> str | None:
@@ -251,15 +320,20 @@ async def run_stack(plan: Plan, out: IO[str] | None = None, err: IO[str] | None 
         if not sup.stop_requested.is_set():
             elapsed = time.monotonic() - started
             notes = await roles(plan.redis) if plan.redis is not None and plan.redis.kind != "single" else {}
+            try:
+                stackfile.write(plan.state_dir, client_settings(plan))
+            except OSError as exc:
+                sup.report(f"cannot write {plan.state_dir / stackfile.STACK_FILE}: {exc}")
+            lines = "\n".join(client_lines(plan))
             print(f"tickstream up: stack started in {elapsed:.1f} s\n{_table(sup, plan, notes)}\n"
-                  f"\nDashboard: {plan.base_url}/\nWebSocket: {plan.base_url.replace('http', 'ws', 1)}/ws"
-                  f"\n{_redis_lines(plan)}"
+                  f"\nDashboard: {plan.base_url}/\nWebSocket: {_ws_url(plan)}\n{lines}"
                   f"\nPIDs: {plan.state_dir / STATE_FILE}\nCtrl-C stops everything.",
                   file=out, flush=True)
             await sup.stop_requested.wait()
     except OSError as exc:
         fail(f"cannot start: {exc}")
     finally:
+        stackfile.remove(plan.state_dir)
         await sup.shutdown()
         await probes.aclose()
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -4,9 +4,11 @@ on loopback, driven the way a developer drives it (flags, Ctrl-C), observed from
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
+import stat
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -151,6 +153,15 @@ async def test_ctrl_c_closes_clients_with_1012_and_stops_everything_in_order(tmp
         await client.events_until(1, timeout=30)
         pids = up.started_pids()
         assert len(pids) == 5
+        # While it runs: the settings `tickstream publish/tail/token` use, private to the user.
+        stack_file, secret_file = up.state_dir / "stack.json", up.state_dir / "jwt_secret"
+        settings = json.loads(stack_file.read_text())["settings"]
+        assert settings == {"REDIS_URL": f"redis://127.0.0.1:{up.redis_port}/0",
+                            "TICKSTREAM_URL": up.ws_url, "JWT_SECRET": str(secret_file)}
+        assert stat.S_IMODE(stack_file.stat().st_mode) == stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+        assert up.printed("Other tools: export ") == (
+            f"REDIS_URL=redis://127.0.0.1:{up.redis_port}/0 TICKSTREAM_URL={up.ws_url} "
+            f'JWT_SECRET="$(cat {secret_file})"')
         up.proc.send_signal(signal.SIGINT)  # type: ignore[union-attr]
         assert await closed_with(client.ws, timeout=30) == 1012
         code = await up.wait(60)
@@ -161,6 +172,7 @@ async def test_ctrl_c_closes_clients_with_1012_and_stops_everything_in_order(tmp
         assert {c["state"] for c in state["children"].values()} == {"stopped"}
         assert {c["last_exit"] for c in state["children"].values()} == {0}, state
         assert up.err[-1] == "tickstream up: stopped"
+        assert not stack_file.exists() and secret_file.exists()  # the secret is kept for next time
         assert "Traceback" not in up.output(last=10_000)
         # In order: gateways first, then the ingestor, the simulator, Redis last.
         exited = {name: c["exited_at"] for name, c in state["children"].items()}
@@ -176,11 +188,17 @@ async def test_ctrl_c_closes_clients_with_1012_and_stops_everything_in_order(tmp
 
 async def test_with_redis_url_no_redis_is_started_and_sigterm_stops_it(
         tmp_path: Path, redis_url: str) -> None:
-    up = UpStack(tmp_path / "state", "--gateways", "1", env={"REDIS_URL": redis_url})
+    up = UpStack(tmp_path / "state", "--gateways", "1",
+                 env={"REDIS_URL": redis_url, "JWT_SECRET": "given-secret-0123456789abcdefghijkl"})
     await up.start()
     try:
         await up.ready()
         assert set(up.state()["children"]) == {"simulator", "ingestor", "gateway-1"}
+        # A given JWT_SECRET is neither kept nor written down, and no token is printed with it.
+        assert not (up.state_dir / "jwt_secret").exists()
+        assert json.loads((up.state_dir / "stack.json").read_text())["settings"] == {
+            "REDIS_URL": redis_url, "TICKSTREAM_URL": up.ws_url}
+        assert not any("token (" in line or "eyJ" in line for line in up.out), up.output()
         assert any(line.split()[:3] == ["redis", "-", "external"] for line in up.out), up.output()
         assert not (up.state_dir / "redis").exists()
         client = redis.asyncio.Redis.from_url(redis_url)

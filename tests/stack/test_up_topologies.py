@@ -51,7 +51,7 @@ from tickstream.stack_plan import (
     sentinel_node_args,
     sentinel_primary_in_configs,
 )
-from tickstream.up import _shown_url
+from tickstream.up import _shown_url, client_lines, client_settings
 
 SIGNAL = {"symbol": "BTCUSDT", "signal": "LONG", "entry_price": 65000, "strategy": "up-test",
           "confidence": 0.7}
@@ -195,6 +195,9 @@ def test_a_given_url_is_shown_without_its_passwords(tmp_path: Path) -> None:
     assert plan.env["REDIS_URL"] == url and plan.redis is None
     assert _shown_url(plan) == ("redis+sentinel://app:***@127.0.0.1:26379,127.0.0.1:26380"
                                 "?sentinel_master_name=m&sentinel_password=***")
+    printed = "\n".join(client_lines(plan))  # the export line too
+    assert "pw1" not in printed and "pw2" not in printed
+    assert client_settings(plan)["REDIS_URL"] == url  # the 0600 stack file has what publish needs
 
 
 def test_the_plan_of_a_cluster_and_of_its_restart(tmp_path: Path) -> None:
@@ -259,7 +262,8 @@ def test_bad_topology_settings_are_one_line_and_status_2(
 def test_help_shows_the_redis_topology_flag() -> None:
     code, out, _ = run_up("--help")
     assert code == 0
-    assert "--redis TICKSTREAM_REDIS" in out and "sentinel" in out
+    text = " ".join(out.split())
+    assert "--redis TOPOLOGY" in text and "[env TICKSTREAM_REDIS]" in text and "sentinel" in text
 
 
 # -- real stacks -----------------------------------------------------------------------------------
@@ -301,7 +305,7 @@ def check_started(up: UpStack, kind: str, names: set[str]) -> str:
     url = state["redis_url"]
     assert state["redis_topology"] == kind
     assert up.printed("Redis: ").startswith(f"{url} (")
-    assert up.printed("Publish: REDIS_URL=").startswith(f"{shlex.quote(url)} tickstream publish ")
+    assert up.printed("Other tools: export ").startswith(f"REDIS_URL={shlex.quote(url)} ")
     assert parse_redis_url(url).kind == kind
     return str(url)
 
