@@ -5,7 +5,15 @@
  *
  * Page parameters: `?token=<JWT>` (kept for this tab in sessionStorage, then removed from the
  * address bar), `?symbol=BTCUSDT` (initial selection), `?interval=1m`, `?ws=<url>` (another
- * gateway). Symbols are discovered from the events that arrive.
+ * gateway).
+ *
+ * From the gateway first (docs/http-api.md): `/api/info` gives the configured SYMBOLS, listed
+ * first and in their order (others are added as their events arrive); the selection is the
+ * `?symbol=` given, else the user's last choice (localStorage), else the first of SYMBOLS.
+ * `/api/schemas` says which types are private (subscribed to once signed in). `/api/candles`
+ * gives each symbol's retained closed candles, so the chart has its history at once; it is
+ * merged with the live candles and kept across reconnects (fetched again only when the stream's
+ * history was lost, a reset).
  *
  * Rendering: events only update state and mark what changed; one requestAnimationFrame pass
  * redraws the changed parts, so thousands of events per second cost one paint per frame.
@@ -16,7 +24,9 @@ import { connect } from './tickstream.js';
 /** @typedef {import('./tickstream.js').TickstreamClient} TickstreamClient */
 /** @typedef {import('./tickstream.js').Status} Status */
 
-const PRIVATE_TYPES = ['trade_executed', 'portfolio_update', 'risk_event'];
+/** The contract's default private types: used only when the gateway cannot be asked. */
+const DEFAULT_PRIVATE_TYPES = ['trade_executed', 'portfolio_update', 'risk_event'];
+const HISTORY_CANDLES = 500; // closed candles asked per symbol and interval
 const LEVELS = 25; // order book rows per side at most (as many as fit are shown)
 const TAPE_ROWS = 30;
 const SERIES_MAX = 600; // candles kept per symbol and interval
@@ -28,6 +38,7 @@ const SPARK_POINTS = 60; // one point per second
 // tickers, and conflating by symbol would keep only the newest of those, losing candles.)
 const PRICE_CONFLATE_MS = 100;
 const TOKEN_KEY = 'tickstream.token';
+const SYMBOL_KEY = 'tickstream.symbol'; // the user's last choice (localStorage)
 const COLORS = {
   up: '#2ebd85', down: '#f6465d', grid: '#1a202b', axis: '#7c8699', text: '#d7dce5',
   cross: '#4a5263', label: '#161b25', volUp: 'rgba(46,189,133,0.35)', volDown: 'rgba(246,70,93,0.35)',
@@ -37,6 +48,11 @@ const COLORS = {
 
 const params = new URLSearchParams(location.search);
 const wsUrl = params.get('ws') || '/ws';
+/** The gateway's HTTP origin: the one the WebSocket goes to. */
+const httpBase = (() => {
+  const u = new URL(wsUrl, location.href);
+  return `${u.protocol === 'wss:' ? 'https:' : 'http:'}//${u.host}`;
+})();
 let token = params.get('token') || sessionStorage.getItem(TOKEN_KEY) || '';
 if (params.has('token')) {
   sessionStorage.setItem(TOKEN_KEY, token);
@@ -52,7 +68,8 @@ if (params.has('token')) {
  * @property {number|null} price
  * @property {number} dir 1 up, -1 down, 0 unchanged
  * @property {number} decimals
- * @property {number|null} changePct 24 h change from the ticker
+ * @property {number|null} changePct 24 h change from the ticker, in percent
+ * @property {number|null} change 24 h change from the ticker, in price
  * @property {number|null} volume 24 h base volume from the ticker
  * @property {number} trades trades seen by this page
  * @property {number[]} spark last price of each second
@@ -64,7 +81,17 @@ if (params.has('token')) {
 /** @type {Map<string, Market>} */
 const markets = new Map();
 /** @type {string|null} */
-let selected = params.get('symbol')?.toUpperCase() || null;
+// A malformed ?symbol= is ignored (the client refuses invalid symbols with a TypeError).
+const asked = params.get('symbol')?.toUpperCase();
+let selected = asked && /^[A-Z0-9][A-Z0-9._:/-]{0,63}$/.test(asked) ? asked : null;
+/** @type {string[]} SYMBOLS as the gateway has them (listed first, in this order) */
+let configured = [];
+/** @type {string[]} the private types, from the gateway's schema index */
+let privateTypes = [];
+/** Until the gateway said which symbols it serves, the first arrival is not selected. */
+let infoPending = true;
+/** @type {Set<string>} symbols whose candle history was asked for */
+const historyAsked = new Set();
 /** @type {Map<string, Map<string, Map<number, Candle>>>} symbol -> interval -> open time -> candle */
 const candles = new Map();
 /** @type {string|null} */
@@ -127,15 +154,20 @@ function fmtCompact(q) {
   if (q >= 1e3) return `${fixed(2).format(q / 1e3)}K`;
   return fixed(q >= 100 ? 1 : 2).format(q);
 }
-/** @param {number|null} pct */
+/**
+ * A change in percent: two decimals, three when smaller than 0.01% (the ticker has three), so
+ * a quiet market's +0.004% does not read as no change.
+ * @param {number|null} pct
+ */
 function fmtPct(pct) {
   if (pct == null || !Number.isFinite(pct)) return '—';
-  if (Math.abs(pct) < 0.005) return '0.00%';
-  return `${pct > 0 ? '+' : ''}${fixed(2).format(pct)}%`;
+  const a = Math.abs(pct);
+  if (a < 0.0005) return '0.00%';
+  return `${pct > 0 ? '+' : '-'}${fixed(a < 0.01 ? 3 : 2).format(a)}%`;
 }
 /** @param {number|null} pct @returns {string} the colour class of a change */
 function trendClass(pct) {
-  if (pct == null || !Number.isFinite(pct) || Math.abs(pct) < 0.005) return 'muted';
+  if (pct == null || !Number.isFinite(pct) || Math.abs(pct) < 0.0005) return 'muted';
   return pct > 0 ? 'up' : 'down';
 }
 /** @param {number} ms */
@@ -175,11 +207,12 @@ function $(id) {
 function market(symbol) {
   let m = markets.get(symbol);
   if (m) return m;
-  m = { symbol, price: null, dir: 0, decimals: 2, changePct: null, volume: null, trades: 0, spark: [],
+  m = { symbol, price: null, dir: 0, decimals: 2, changePct: null, change: null, volume: null, trades: 0, spark: [],
     sparkSecond: 0, row: null, flashAt: 0 };
   markets.set(symbol, m);
   addMarketRow(m);
-  if (selected === null) select(symbol);
+  if (selected === null && !infoPending) select(symbol);
+  loadHistory(symbol);
   return m;
 }
 
@@ -191,15 +224,25 @@ function addMarketRow(m) {
   row.innerHTML = '<div class="sym"><span></span><small>—</small></div><span class="price num">—</span>'
     + '<span class="chg num muted">—</span><canvas width="112" height="44"></canvas>';
   /** @type {HTMLElement} */ (row.querySelector('.sym span')).textContent = m.symbol;
-  row.addEventListener('click', () => select(m.symbol));
+  row.addEventListener('click', () => choose(m.symbol));
   if (m.symbol === selected) row.classList.add('selected');
   m.row = row;
-  // keep rows in alphabetical order: a new symbol never reorders the others
+  // SYMBOLS first, in their order, then the others alphabetically: a new symbol never
+  // reorders the others
   const list = $('markets');
-  const after = Array.from(list.children).find((el) => (/** @type {HTMLElement} */ (el).dataset.symbol ?? '') > m.symbol);
+  const after = Array.from(list.children).find((el) => before(m.symbol, /** @type {HTMLElement} */ (el).dataset.symbol ?? ''));
   list.insertBefore(row, after ?? null);
   $('markets-empty').hidden = true;
   $('sym-count').textContent = `${markets.size} symbol${markets.size === 1 ? '' : 's'}`;
+}
+
+/** @param {string} a @param {string} b @returns {boolean} whether row a is listed before row b */
+function before(a, b) {
+  const rank = (/** @type {string} */ s) => {
+    const i = configured.indexOf(s);
+    return i < 0 ? Infinity : i;
+  };
+  return rank(a) !== rank(b) ? rank(a) < rank(b) : a < b;
 }
 
 /** @param {TickstreamEvent} e */
@@ -242,29 +285,11 @@ function onMarketData(e) {
   const symbol = (e.symbol || d.symbol || '').toUpperCase();
   if (!symbol) return;
   if (d.kind === 'candle') {
-    const t = timeMs(d.open_time);
-    const c = { t, o: num(d.open), h: num(d.high), l: num(d.low), c: num(d.close), v: num(d.volume), closed: !!d.closed };
-    if (!Number.isFinite(t) || !Number.isFinite(c.c)) return;
-    const m = market(symbol);
-    if (m.price === null) m.decimals = decimalsFor(c.c);
-    let byInterval = candles.get(symbol);
-    if (!byInterval) candles.set(symbol, (byInterval = new Map()));
-    const interval = String(d.interval || '?');
-    let series = byInterval.get(interval);
-    if (!series) {
-      byInterval.set(interval, (series = new Map()));
-      if (symbol === selected) dirty.intervals = true;
-    }
-    series.set(t, c);
-    if (series.size > SERIES_MAX) {
-      const oldest = Math.min(...series.keys());
-      series.delete(oldest);
-    }
-    if (symbol === selected) dirty.chart = true;
-    dirty.markets.add(symbol);
+    if (!addCandle(symbol, d)) return;
   } else if (d.kind === 'ticker') {
     const m = market(symbol);
     m.changePct = Number.isFinite(num(d.change_percent)) ? num(d.change_percent) : null;
+    m.change = Number.isFinite(num(d.change)) ? num(d.change) : null;
     m.volume = Number.isFinite(num(d.volume)) ? num(d.volume) : null;
     if (m.price === null && Number.isFinite(num(d.last))) {
       m.price = num(d.last);
@@ -276,6 +301,57 @@ function onMarketData(e) {
     return;
   }
   schedule();
+}
+
+/**
+ * Merge one candle (live or from history) into its series; a final (closed) candle is never
+ * replaced by an older update of it that arrives later.
+ * @param {string} symbol @param {Record<string, any>} d @returns {boolean} whether it was taken
+ */
+function addCandle(symbol, d) {
+  const t = timeMs(d.open_time);
+  const c = { t, o: num(d.open), h: num(d.high), l: num(d.low), c: num(d.close), v: num(d.volume), closed: !!d.closed };
+  if (!Number.isFinite(t) || !Number.isFinite(c.c)) return false;
+  const m = market(symbol);
+  if (m.price === null) m.decimals = decimalsFor(c.c);
+  let byInterval = candles.get(symbol);
+  if (!byInterval) candles.set(symbol, (byInterval = new Map()));
+  const interval = String(d.interval || '?');
+  let series = byInterval.get(interval);
+  if (!series) {
+    byInterval.set(interval, (series = new Map()));
+    if (symbol === selected) dirty.intervals = true;
+  }
+  if (series.get(t)?.closed && !c.closed) return false;
+  series.set(t, c);
+  if (series.size > SERIES_MAX) {
+    const oldest = Math.min(...series.keys());
+    series.delete(oldest);
+  }
+  if (symbol === selected) dirty.chart = true;
+  dirty.markets.add(symbol);
+  return true;
+}
+
+/**
+ * Ask the gateway for a symbol's retained closed candles (once per symbol; again after a reset).
+ * @param {string} symbol
+ */
+async function loadHistory(symbol) {
+  if (historyAsked.has(symbol)) return;
+  historyAsked.add(symbol);
+  try {
+    const answer = await fetch(`${httpBase}/api/candles?symbol=${encodeURIComponent(symbol)}&limit=${HISTORY_CANDLES}`);
+    if (!answer.ok) throw new Error(`HTTP ${answer.status}`);
+    const body = await answer.json();
+    for (const series of Object.values(body.intervals ?? {})) {
+      for (const d of /** @type {Record<string, any>[]} */ (series)) addCandle(symbol, d);
+    }
+    schedule();
+  } catch (err) {
+    historyAsked.delete(symbol); // asked again on the next reset or reload
+    console.warn(`tickstream: no candle history for ${symbol}:`, err);
+  }
 }
 
 /** @param {TickstreamEvent} e */
@@ -293,15 +369,34 @@ function onBook(e) {
   }
 }
 
+/** A click: select and remember it as the user's choice. @param {string} symbol */
+function choose(symbol) {
+  try {
+    localStorage.setItem(SYMBOL_KEY, symbol);
+  } catch {
+    // storage may be disabled: the choice then lasts for this page only
+  }
+  const p = new URLSearchParams(location.search);
+  p.set('symbol', symbol);
+  history.replaceState(null, '', `${location.pathname}?${p}${location.hash}`);
+  select(symbol);
+}
+
+/** @returns {string|null} the user's last choice */
+function remembered() {
+  try {
+    return localStorage.getItem(SYMBOL_KEY);
+  } catch {
+    return null;
+  }
+}
+
 /** @param {string} symbol */
 function select(symbol) {
   if (selected === symbol && bookSymbol === symbol) return;
   selected = symbol;
   for (const m of markets.values()) m.row?.classList.toggle('selected', m.symbol === symbol);
   dirty.chart = dirty.book = dirty.tape = dirty.header = dirty.intervals = true;
-  const p = new URLSearchParams(location.search);
-  p.set('symbol', symbol);
-  history.replaceState(null, '', `${location.pathname}?${p}${location.hash}`);
   subscribeBook();
   schedule();
 }
@@ -499,7 +594,9 @@ function renderChartHeader() {
   last.textContent = m ? fmtPrice(m.price, m.decimals) : '';
   last.className = `big num ${m && m.dir > 0 ? 'up' : m && m.dir < 0 ? 'down' : ''}`;
   const chg = $('chart-change');
-  chg.textContent = m && m.changePct != null ? fmtPct(m.changePct) : '';
+  const abs = m && m.change != null ? `${m.change > 0 ? '+' : m.change < 0 ? '-' : ''}${fmtPrice(Math.abs(m.change), m.decimals)} ` : '';
+  chg.textContent = m && m.changePct != null ? `${abs}(${fmtPct(m.changePct)})` : '';
+  chg.title = '24 h change';
   chg.className = `chg num ${trendClass(m ? m.changePct : null)}`;
   $('book-symbol').textContent = selected ?? '';
   $('tape-symbol').textContent = selected ?? '';
@@ -562,8 +659,10 @@ function renderBook() {
       const row = /** @type {HTMLElement} */ (el.children[reversed ? LEVELS - 1 - i : i]);
       const lv = side[i];
       if (!lv) {
+        // a level the book does not have: the row is not shown (no blank rows)
         row.classList.add('blank');
         delete row.dataset.price;
+        for (let k = 0; k < 3; k++) row.children[k].textContent = '';
         /** @type {HTMLElement} */ (row.children[3]).style.width = '0';
         continue;
       }
@@ -596,7 +695,8 @@ function renderBook() {
 function fitBook() {
   for (const id of ['asks', 'bids']) {
     const el = $(id);
-    const rowHeight = /** @type {HTMLElement} */ (el.children[0]).offsetHeight || 22;
+    const shown = /** @type {HTMLElement|undefined} */ ([...el.children].find((r) => /** @type {HTMLElement} */ (r).offsetHeight > 0));
+    const rowHeight = shown?.offsetHeight || 22;
     let fit = Math.max(1, Math.floor(el.clientHeight / rowHeight));
     // hidden rows do not count: measure the container, not its content
     fit = Math.min(LEVELS, fit);
@@ -888,6 +988,52 @@ setInterval(() => {
 /** @type {TickstreamClient|null} */
 let client = null;
 
+/** @param {string} path @returns {Promise<any>} the gateway's JSON answer */
+async function ask(path) {
+  const answer = await fetch(`${httpBase}${path}`);
+  if (!answer.ok) throw new Error(`${path}: HTTP ${answer.status}`);
+  return answer.json();
+}
+
+/**
+ * What the page asks the gateway once: the configured symbols (rows and the default selection)
+ * and the private types. Without an answer the page goes on with the first symbol that
+ * arrives and the contract's default private types.
+ */
+const gatewayReady = (async () => {
+  const [info, index] = await Promise.allSettled([ask('/api/info'), ask('/api/schemas')]);
+  if (info.status === 'fulfilled' && Array.isArray(info.value.symbols)) {
+    configured = info.value.symbols.filter((/** @type {unknown} */ s) => typeof s === 'string');
+  } else {
+    console.warn('tickstream: /api/info unavailable:', info.status === 'rejected' ? info.reason : info.value);
+  }
+  if (index.status === 'fulfilled' && Array.isArray(index.value.types)) {
+    privateTypes = index.value.types.filter((/** @type {any} */ t) => t.private === true).map((/** @type {any} */ t) => String(t.event_type));
+  } else {
+    console.warn('tickstream: /api/schemas unavailable, using the default private types');
+    privateTypes = [...DEFAULT_PRIVATE_TYPES];
+  }
+  if (selected === null) {
+    const last = remembered();
+    const pick = last && (configured.includes(last) || markets.has(last)) ? last
+      : configured[0] ?? [...markets.keys()].sort()[0];
+    if (pick) select(pick);
+  }
+  infoPending = false;
+  for (const symbol of configured) market(symbol); // listed at once, in SYMBOLS' order
+  // rows made before the answer: into their places
+  const list = $('markets');
+  for (const m of [...markets.values()].sort((a, b) => (before(a.symbol, b.symbol) ? -1 : 1))) {
+    if (m.row) list.append(m.row);
+  }
+  exposeState();
+})();
+
+function exposeState() {
+  // for tests and the console
+  Object.assign(window, { tickstream: { client, markets, candles, books, configured, privateTypes, gatewayReady } });
+}
+
 function start() {
   client?.close();
   client = connect(wsUrl, { token: token || null });
@@ -897,10 +1043,15 @@ function start() {
     // history was lost (retention or a new epoch): live data goes on; say so in the feed
     onActivity({ event_type: 'reset', offset: r.offset, ts: Date.now(),
       data: { stream: r.eventType, note: 'history no longer retained: continuing live' } });
+    if (r.eventType === 'market_data') {
+      // the candles missed meanwhile are among the retained ones: ask again
+      historyAsked.clear();
+      for (const symbol of markets.keys()) loadHistory(symbol);
+    }
   });
   client.onError((err) => {
     console.warn('tickstream:', err);
-    if (err.eventType && PRIVATE_TYPES.includes(err.eventType)) {
+    if (err.eventType && privateTypes.includes(err.eventType)) {
       $('activity-sub').textContent = `${err.eventType}: ${err.message}`;
     }
   });
@@ -908,9 +1059,14 @@ function start() {
   client.subscribe('market_data', onMarketData, { last: 1000 });
   subscribeBook();
   client.subscribe('signal_generated', onActivity, { last: 20 });
-  if (token) for (const type of PRIVATE_TYPES) client.subscribe(type, onActivity, { last: 50 });
-  // for tests and the console
-  Object.assign(window, { tickstream: { client, markets, candles, books } });
+  const mine = client;
+  if (token) {
+    gatewayReady.then(() => {
+      if (client !== mine) return; // signed in again meanwhile
+      for (const type of privateTypes) mine.subscribe(type, onActivity, { last: 50 });
+    });
+  }
+  exposeState();
 }
 
 $('auth').addEventListener('submit', (ev) => {

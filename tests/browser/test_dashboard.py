@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 from playwright.async_api import Page
 
+from shared.events import Event
 from shared.publisher import AsyncPublisher, PublishSettings
 from tests.browser.support import ARTIFACTS, BROWSER_TESTS, MarketFeed, running
 from tests.support.gateway import GatewayProcess, running_gateway, token
@@ -205,6 +207,122 @@ async def test_dashboard_reconnects_after_gateway_restart(
                 await until(lambda e=flowing: page.evaluate(e), timeout=15, what="events flowing again")
     finally:
         await gateway.stop()
+
+
+SYMBOLS = "SOLUSDT,BTCUSDT,ETHUSDT"  # neither alphabetical nor the feed's order
+
+
+async def chart_candles(page: Page) -> int:
+    return int(await page.get_attribute("#chart", "data-candles") or 0)
+
+
+async def stored_candles(page: Page, symbol: str) -> int:
+    return int(await page.evaluate(
+        f"() => window.tickstream.candles.get('{symbol}')?.get('1m')?.size ?? 0"))
+
+
+async def test_dashboard_opens_with_candle_history_a_stable_symbol_and_keeps_both(
+    page: Page, redis_url: str, pub: AsyncPublisher, local_only: None
+) -> None:
+    feed = MarketFeed(pub)
+    await feed.seed(history=90)
+    # then far more book tickers than `last` replays: only a history read finds the candles
+    noise = [Event("market_data", {"symbol": "BTCUSDT", "kind": "book_ticker", "bid": 1.0, "bid_qty": 1.0,
+                                   "ask": 2.0, "ask_qty": 1.0, "update_id": n}) for n in range(3000)]
+    await pub.publish_many(noise)
+    gateway = GatewayProcess(redis_url, SYMBOLS=SYMBOLS)
+    await gateway.start()
+    try:
+        await page.goto(f"http://127.0.0.1:{gateway.port}/")
+        await until(lambda: _selected_set(page), timeout=15, what="a selected symbol")
+        assert await page.text_content("#chart-symbol") == "SOLUSDT", "the first of SYMBOLS"
+        rows = await page.evaluate("() => [...document.querySelectorAll('#markets .market')]"
+                                   ".map(r => r.dataset.symbol)")
+        assert rows == ["SOLUSDT", "BTCUSDT", "ETHUSDT"]
+        # the chart shows the retained history at once, not one or two candles
+        await until(lambda: _at_least(chart_candles(page), 60), timeout=10, what="60 candles drawn")
+        assert await stored_candles(page, "SOLUSDT") == 90
+        assert await stored_candles(page, "BTCUSDT") == 90  # every symbol's, for its sparkline
+
+        # the history stays through a gateway restart, and live candles add to it
+        gateway.signal(signal.SIGTERM)
+        await gateway.wait()
+        await until(lambda: _is_not(page, "connected"), timeout=15, what="disconnected")
+        await gateway.start()
+        await until(lambda: _is(page, "connected"), timeout=30, what="connected again")
+        sol = next(i for i in feed.instruments if i.symbol == "SOLUSDT")
+        await pub.publish("market_data", feed._candle(sol, sol.candle["open_ms"], sol.price, sol.price,
+                                                      sol.price, sol.price, 1.0, 1, True))
+        await until(lambda: _at_least(stored_candles(page, "SOLUSDT"), 91), timeout=10,
+                    what="a live candle after the history")
+        assert await chart_candles(page) >= 60
+
+        # the user's choice wins over the default, across a reload without ?symbol=
+        await page.click("#markets .market[data-symbol='ETHUSDT']")
+        await until(lambda: _selected_is(page, "ETHUSDT"), timeout=5, what="ETHUSDT selected")
+        await page.goto(f"http://127.0.0.1:{gateway.port}/")
+        await until(lambda: _selected_set(page), timeout=15, what="a selected symbol")
+        assert await page.text_content("#chart-symbol") == "ETHUSDT"
+        await until(lambda: _at_least(chart_candles(page), 60), timeout=10, what="ETHUSDT's history")
+    finally:
+        await gateway.stop()
+
+
+async def test_dashboard_change_book_and_private_types_come_from_the_gateway(
+    page: Page, redis_url: str, pub: AsyncPublisher, local_only: None
+) -> None:
+    feed = MarketFeed(pub)
+    await feed.seed(history=5)
+    tickers = {"SOLUSDT": (0.004, "+0.004%"), "BTCUSDT": (-2.5, "-2.50%"), "ETHUSDT": (1.234, "+1.23%")}
+    for symbol, (pct, _) in tickers.items():
+        inst = next(i for i in feed.instruments if i.symbol == symbol)
+        await pub.publish("market_data", dict(feed._ticker(inst), change_percent=pct, change=pct))
+    # a thin book: fewer levels than the panel has room for
+    await pub.publish("orderbook_update", {"symbol": "SOLUSDT", "bids": [[171.1, 2], [171.0, 3], [170.9, 1]],
+                                           "asks": [[171.2, 1], [171.3, 4]], "last_update_id": 9,
+                                           "timestamp": "2026-11-26T14:00:00.000Z"})
+    private = "trade_executed,portfolio_update,risk_event,audit_note"
+    gateway = GatewayProcess(redis_url, SYMBOLS=SYMBOLS, PRIVATE_TYPES=private)
+    await gateway.start()
+    try:
+        await pub.publish("audit_note", {"note": "login from a new device"}, user="alice")
+        await page.goto(f"http://127.0.0.1:{gateway.port}/?token={token('alice')}")
+        await until(lambda: _is(page, "connected"), timeout=15, what="connected")
+        for symbol, (_, shown) in tickers.items():
+            cell = f"#markets .market[data-symbol='{symbol}'] .chg"
+            await until(lambda c=cell, s=shown: _text_is(page, c, s), timeout=10,
+                        what=f"{symbol} 24 h change")
+        assert "+0.004%" in (await page.text_content("#chart-change") or "")
+
+        # the order book: the levels it has, and no blank row
+        await until(lambda: page.evaluate("() => document.querySelectorAll('#bids .level[data-price]').length"
+                                          " === 3"), timeout=10, what="the book")
+        rows = await page.evaluate("""() => [...document.querySelectorAll('#asks .level, #bids .level')]
+            .filter(r => r.offsetHeight > 0).map(r => r.textContent.trim())""")
+        assert len(rows) == 5 and all(rows), rows
+
+        # the private types are the gateway's, and a configured one reaches its user
+        async with httpx.AsyncClient() as http:
+            index = (await http.get(f"http://127.0.0.1:{gateway.port}/api/schemas")).json()
+        wanted = sorted(t["event_type"] for t in index["types"] if t["private"])
+        assert wanted == sorted(private.split(","))
+        assert sorted(await page.evaluate("() => window.tickstream.privateTypes")) == wanted
+        await until(lambda: _activity_has(page, "login from a new device"), timeout=10,
+                    what="the configured private type in the activity feed")
+    finally:
+        await gateway.stop()
+
+
+async def _selected_set(page: Page) -> bool:
+    return (await page.text_content("#chart-symbol")) not in (None, "—")
+
+
+async def _at_least(value: Awaitable[int], n: int) -> bool:
+    return await value >= n
+
+
+async def _text_is(page: Page, selector: str, text: str) -> bool:
+    return (await page.text_content(selector)) == text
 
 
 async def events_seen(page: Page) -> int:
