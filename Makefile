@@ -3,7 +3,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 STAMP := .venv/.installed
 
-.PHONY: run demo test test-fast lint fmt bench venv redis system clean
+.PHONY: run demo test test-fast lint fmt bench venv redis system node clean
 
 run: venv redis            ## the whole stack on this machine (live Binance)
 	$(BIN)/tickstream up
@@ -12,6 +12,8 @@ demo: venv redis           ## the whole stack against the local simulator (offli
 	$(BIN)/tickstream up --simulate
 
 test: venv system lint     ## lint, type-check and the full test suite
+	npm --prefix clients/js test
+	examples/check-pack.sh
 	$(BIN)/pytest
 
 test-fast: venv            ## the sans-I/O unit tests only (seconds, no servers)
@@ -19,9 +21,10 @@ test-fast: venv            ## the sans-I/O unit tests only (seconds, no servers)
 	  tests/shared/test_settings.py tests/shared/test_basics.py tests/gateway/test_protocol_unit.py \
 	  tests/gateway/test_writer.py tests/ingestor -k "not test_io_"
 
-lint: venv
+lint: venv node
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	npm --prefix clients/js run --silent typecheck
 
 fmt: venv
 	$(BIN)/ruff check --fix .
@@ -39,6 +42,9 @@ $(STAMP): pyproject.toml requirements.lock scripts/ensure-venv.sh
 
 redis:
 	@scripts/ensure-redis.sh
+
+node:                      ## node/npm, and clients/js's packages from its lock file (npm ci)
+	@scripts/ensure-node.sh
 
 system:                    ## redis-server, plus haproxy and chromium for their tests
 	@scripts/ensure-system.sh

@@ -1,213 +1,31 @@
-// @ts-check
-/**
- * Tickstream browser client: one dependency-free ES module (CONTRACT sections 3 and 4).
- *
- *     import { connect } from '/static/tickstream.js';
- *     const ws = connect('/ws', { token: () => fetch('/my-token').then(r => r.text()) });
- *     ws.subscribe('price_update', (event) => show(event), { symbols: ['BTCUSDT'] });
- *     ws.onStatus((s) => console.log(s.state, s.latency, s.node));
- *     ws.onReset((r) => rebuildStateOf(r.eventType));
- *
- * What it does for you, like the official Python client:
- * - reconnects with full-jitter exponential backoff (0.5 s doubling to a 30 s cap, reset once a
- *   connection has stayed up for 30 s), to the next URL when given several;
- * - resumes every subscription after any disconnect with `since` = the last offset it delivered
- *   (or the start position the `subscribed` reply gave) and the stream's `epoch`, and drops any
- *   event whose offset is not newer than the last one delivered: each event reaches your callback
- *   exactly once, in offset order, across reconnects and gateway restarts (within retention);
- * - tells you through `onReset` when a resume came back `recovered:false` (history was lost: the
- *   subscription goes on live, rebuild your state);
- * - asks for `?batch=1` (several events per frame) by default;
- * - takes the token as a string or as a function (sync or async) that returns a fresh one: the
- *   function is called before every connection attempt and again before the token's `exp`,
- *   when the fresh token is sent as an `auth` message (the connection stays up); on close code
- *   4401 it reconnects with a fresh token (a fixed string cannot get fresher: it stops);
- *   4403 (origin) and 1008 (policy) stop it for good;
- * - pings for latency and treats a connection silent for longer than the server's heartbeat
- *   interval + 10 s as dead (the server sends `{"type":"heartbeat"}` on idle connections).
- *
- * Offsets are `<ms>-<seq>` strings compared numerically (see {@link compareOffsets}), never as
- * strings.
- */
+// Tickstream browser client 0.2.0: built from clients/js/src by `npm --prefix clients/js run build`; do not edit.
+// import { connect } from '/static/tickstream.js'; see docs/browser-client.md.
+var __defProp = Object.defineProperty;
+var __export = (target, all) => {
+  for (var name in all)
+    __defProp(target, name, { get: all[name], enumerable: true });
+};
 
-/**
- * An event as the gateway delivers it.
- * @typedef {object} TickstreamEvent
- * @property {string} event_type
- * @property {string} offset `<ms>-<seq>`, ordered within its event type
- * @property {string} [symbol]
- * @property {number} [ts] milliseconds since the epoch, when Redis accepted the event
- * @property {Record<string, any>} data
- */
-
-/**
- * @typedef {'connecting'|'connected'|'reconnecting'|'disconnected'} ConnectionState
- * `connecting`: first attempt; `connected`: the server's welcome arrived; `reconnecting`: the
- * connection dropped and another attempt is scheduled or under way; `disconnected`: stopped for
- * good, by {@link TickstreamClient#close} (`error` null) or by a fatal refusal (`error` set).
- */
-
-/**
- * A snapshot of the connection, given to every `onStatus` listener on each change.
- * @typedef {object} Status
- * @property {ConnectionState} state
- * @property {string|null} node the gateway node serving this connection (from `welcome`)
- * @property {string|null} session the server's session id
- * @property {string|null} user the authenticated user, null when anonymous
- * @property {number|null} latency round trip of the last ping/pong, in milliseconds
- * @property {number} attempt consecutive failed attempts (0 while connected)
- * @property {number|null} retryIn milliseconds until the next attempt, when reconnecting
- * @property {number|null} closeCode close code of the last connection that ended
- * @property {string|null} closeReason its reason
- * @property {{code: string|number, message: string}|null} error why it stopped, or the last
- *   problem while reconnecting
- */
-
-/**
- * @typedef {string|null|(() => string|null|undefined|Promise<string|null|undefined>)} TokenSource
- */
-
-/**
- * Options of {@link connect}.
- * @typedef {object} ConnectOptions
- * @property {TokenSource} [token] a JWT, or a function (plain or async) returning a fresh one;
- *   absent or null: anonymous
- * @property {boolean} [batch=true] ask for `?batch=1`: several messages per frame
- * @property {number} [batchMs] `&batch_ms=N`: how long the server may hold messages to fill a
- *   frame (server default 5, at most 50)
- * @property {number} [reconnectBase=500] backoff: first ceiling, milliseconds
- * @property {number} [reconnectCap=30000] backoff: largest ceiling, milliseconds
- * @property {number} [stableAfter=30000] the backoff starts over after a connection that stayed
- *   up this long, milliseconds
- * @property {number} [pingInterval=5000] latency probes, milliseconds (0: none)
- * @property {number} [heartbeatTimeout=10000] a connection silent for the server's heartbeat
- *   interval plus this long is dead, milliseconds
- * @property {number} [openTimeout=10000] give up on a handshake after this long, milliseconds
- * @property {typeof WebSocket} [WebSocket] the WebSocket class (for tests or other runtimes)
- */
-
-/**
- * Options of {@link TickstreamClient#subscribe}.
- * @typedef {object} SubscribeOptions
- * @property {string[]} [symbols] only these symbols (absent: all)
- * @property {string} [since] deliver every event after this offset, then live
- * @property {string} [epoch] the epoch `since` belongs to (from an earlier `subscribed` reply)
- * @property {number} [last] deliver the last N retained events, then live
- * @property {number} [conflateMs] at most one event per symbol per this many ms (10 to 60000),
- *   always the newest (sent as `conflate_ms`, and again on every resume)
- */
-
-/**
- * The server's `subscribed` reply.
- * @typedef {object} SubscribedReply
- * @property {string} event_type
- * @property {string} epoch
- * @property {string} offset the start position: events after it follow
- * @property {boolean} recovered
- * @property {string} [earliest] oldest retained offset, when `recovered` is false
- * @property {number} [conflate_ms] echoed for a conflated subscription
- */
-
-/**
- * Given to `onReset` listeners: a subscription's history could not be replayed.
- * @typedef {object} ResetInfo
- * @property {string} eventType
- * @property {boolean} resumed true when the client was resuming after a disconnect
- * @property {string|null} previousOffset the last offset delivered before the reset
- * @property {string|null} previousEpoch
- * @property {string} offset where the subscription goes on from (live)
- * @property {string} epoch the stream's epoch now
- * @property {string|null} earliest the oldest offset still retained
- */
-
-/**
- * A subscription, as returned by {@link TickstreamClient#subscribe}.
- * @typedef {object} SubscriptionHandle
- * @property {string} eventType
- * @property {Promise<SubscribedReply>} ready resolves on the first `subscribed` reply; rejects
- *   when the server refuses the subscription (`unauthorized`, `forbidden`, `invalid_offset`...)
- * @property {() => string|null} offset the last offset delivered (or the start position)
- * @property {() => string|null} epoch
- * @property {() => void} unsubscribe
- */
-
-const SUBPROTOCOL = 'tickstream.json';
-const OFFSET_RE = /^\d{1,20}-\d{1,20}$/;
-const REFRESH_MARGIN = 60000; // re-authenticate at most this long before `exp` ...
-const REFRESH_FRACTION = 0.5; // ... and at the latest after this fraction of the token's life
-const MIN_REFRESH_DELAY = 200;
-/** Close codes after which reconnecting cannot help. */
-const FATAL = new Map([[4403, 'origin not allowed'], [1008, 'policy violation']]);
-const CLOSE_UNAUTHORIZED = 4401;
-const CLOSE_SILENT = 4000; // ours: the connection went silent
-const MAX_TIMER = 2 ** 31 - 1;
-const SEND_BURST = 40; // client messages sent back to back ...
-const SEND_RATE = 20; // ... then per second, under the server's default limit of 50/s
-
-/**
- * Compare two offsets `<ms>-<seq>` numerically: -1, 0 or 1. Exact for any size (no floats),
- * cheap enough for every event (no BigInt allocation).
- * @param {string} a
- * @param {string} b
- * @returns {-1|0|1}
- */
-export function compareOffsets(a, b) {
-  const i = a.indexOf('-');
-  const j = b.indexOf('-');
-  return compareDigits(a.slice(0, i), b.slice(0, j)) || compareDigits(a.slice(i + 1), b.slice(j + 1));
-}
-
-/**
- * @param {string} x
- * @param {string} y
- * @returns {-1|0|1}
- */
-function compareDigits(x, y) {
-  if (x.length > 1 && x.charCodeAt(0) === 48) x = x.replace(/^0+(?=\d)/, '');
-  if (y.length > 1 && y.charCodeAt(0) === 48) y = y.replace(/^0+(?=\d)/, '');
-  if (x.length !== y.length) return x.length < y.length ? -1 : 1;
-  return x < y ? -1 : x > y ? 1 : 0;
-}
-
-/**
- * True when `text` is an offset the gateway accepts.
- * @param {unknown} text
- * @returns {text is string}
- */
-export function isOffset(text) {
-  return typeof text === 'string' && OFFSET_RE.test(text);
-}
-
-/**
- * Full-jitter exponential backoff with the reset-after-stable rule (same as `shared.backoff`).
- */
-export class Backoff {
+// src/backoff.ts
+var Backoff = class {
   /**
-   * @param {number} [base] first ceiling, ms
-   * @param {number} [cap] largest ceiling, ms
-   * @param {number} [stableAfter] a connection up this long resets the sequence, ms
-   * @param {() => number} [random]
+   * @param base first ceiling, ms
+   * @param cap largest ceiling, ms
+   * @param stableAfter a connection up this long resets the sequence, ms
    */
-  constructor(base = 500, cap = 30000, stableAfter = 30000, random = Math.random) {
+  constructor(base = 500, cap = 3e4, stableAfter = 3e4, random = Math.random) {
     this.base = base;
     this.cap = cap;
     this.stableAfter = stableAfter;
     this.random = random;
     this.failures = 0;
-    /** @type {number|null} */
     this.connectedAt = null;
   }
-
-  /** @param {number} now */
+  /** A connection was accepted at `now` (ms). */
   connected(now) {
     this.connectedAt = now;
   }
-
-  /**
-   * A connection failed or dropped at `now`: how long to wait before the next attempt.
-   * @param {number} now
-   * @returns {number}
-   */
+  /** A connection failed or dropped at `now`: how long to wait before the next attempt, ms. */
   next(now) {
     if (this.connectedAt !== null && now - this.connectedAt >= this.stableAfter) this.failures = 0;
     this.connectedAt = null;
@@ -215,777 +33,915 @@ export class Backoff {
     this.failures += 1;
     return this.random() * ceiling;
   }
-
   reset() {
     this.failures = 0;
   }
+};
+
+// src/protocol.ts
+var protocol_exports = {};
+__export(protocol_exports, {
+  CLOSE_ABNORMAL: () => CLOSE_ABNORMAL,
+  CLOSE_HEARTBEAT: () => CLOSE_HEARTBEAT,
+  CLOSE_NORMAL: () => CLOSE_NORMAL,
+  CLOSE_ORIGIN: () => CLOSE_ORIGIN,
+  CLOSE_POLICY: () => CLOSE_POLICY,
+  CLOSE_RESTARTING: () => CLOSE_RESTARTING,
+  CLOSE_RESYNC: () => CLOSE_RESYNC,
+  CLOSE_SLOW: () => CLOSE_SLOW,
+  CLOSE_TOO_BIG: () => CLOSE_TOO_BIG,
+  CLOSE_TRY_AGAIN: () => CLOSE_TRY_AGAIN,
+  CLOSE_UNAUTHORIZED: () => CLOSE_UNAUTHORIZED,
+  PROTOCOL_VERSION: () => PROTOCOL_VERSION,
+  SUBPROTOCOL_JSON: () => SUBPROTOCOL_JSON,
+  SUBPROTOCOL_MSGPACK: () => SUBPROTOCOL_MSGPACK
+});
+var PROTOCOL_VERSION = 1;
+var SUBPROTOCOL_JSON = "tickstream.json";
+var SUBPROTOCOL_MSGPACK = "tickstream.msgpack";
+var CLOSE_NORMAL = 1e3;
+var CLOSE_ABNORMAL = 1006;
+var CLOSE_POLICY = 1008;
+var CLOSE_TOO_BIG = 1009;
+var CLOSE_RESTARTING = 1012;
+var CLOSE_TRY_AGAIN = 1013;
+var CLOSE_HEARTBEAT = 4001;
+var CLOSE_SLOW = 4008;
+var CLOSE_RESYNC = 4009;
+var CLOSE_UNAUTHORIZED = 4401;
+var CLOSE_ORIGIN = 4403;
+
+// src/codec.ts
+var textDecoder = /* @__PURE__ */ new TextDecoder();
+var jsonCodec = {
+  subprotocol: SUBPROTOCOL_JSON,
+  binary: false,
+  encode: (message) => JSON.stringify(message),
+  decode: (data) => JSON.parse(typeof data === "string" ? data : textDecoder.decode(data))
+};
+function frameBytes(data) {
+  if (typeof data === "string" || data instanceof ArrayBuffer || data instanceof Uint8Array) return data;
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  return null;
 }
 
-/**
- * The `exp` and `iat` claims of a JWT (seconds), without verifying it; nulls if unreadable.
- * @param {string} token
- * @returns {{exp: number|null, iat: number|null}}
- */
-export function tokenClaims(token) {
-  try {
-    const part = token.split('.')[1];
-    const b64 = part.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(part.length / 4) * 4, '=');
-    const claims = JSON.parse(atob(b64));
-    return {
-      exp: typeof claims.exp === 'number' ? claims.exp : null,
-      iat: typeof claims.iat === 'number' ? claims.iat : null,
+// src/outbox.ts
+var SEND_BURST = 40;
+var SEND_RATE = 20;
+var MAX_QUEUED = 1e4;
+var Outbox = class {
+  constructor(now = () => performance.now()) {
+    this.now = now;
+    this.queue = [];
+    this.tokens = SEND_BURST;
+    this.refilled = now();
+  }
+  get length() {
+    return this.queue.length;
+  }
+  /** Queue `item`; returns the ids of queued messages it made obsolete (never to be sent). */
+  push(item) {
+    const { op, event_type: type } = item.message;
+    const dropped = [];
+    if (op === "subscribe" || op === "unsubscribe") {
+      this.queue = this.queue.filter((q) => {
+        const stale = q.message.event_type === type && q.message.op === "subscribe";
+        if (stale) dropped.push(q.id);
+        return !stale;
+      });
+      if (op === "unsubscribe" && this.queue.some((q) => q.message.op === "unsubscribe" && q.message.event_type === type)) {
+        dropped.push(item.id);
+        return dropped;
+      }
+    } else if (op === "ping" && this.queue.some((q) => q.message.op === "ping")) {
+      dropped.push(item.id);
+      return dropped;
+    }
+    if (this.queue.length >= MAX_QUEUED) throw new RangeError(`more than ${MAX_QUEUED} messages waiting to be sent`);
+    this.queue.push(item);
+    return dropped;
+  }
+  /** The messages that may go now (taking their send tokens). */
+  take() {
+    const now = this.now();
+    this.tokens = Math.min(SEND_BURST, this.tokens + (now - this.refilled) * SEND_RATE / 1e3);
+    this.refilled = now;
+    const n = Math.min(this.queue.length, Math.floor(this.tokens));
+    this.tokens -= n;
+    return this.queue.splice(0, n);
+  }
+  /** Milliseconds until the next message may go, when some wait; null when none does. */
+  wait() {
+    if (this.queue.length === 0) return null;
+    return Math.max(1, Math.ceil((1 - this.tokens) * 1e3 / SEND_RATE));
+  }
+};
+
+// src/connection.ts
+var CLOSE_SILENT = 4e3;
+var OPEN = 1;
+var Connection = class {
+  constructor(url, codec, WS, settings, nextId, handler, stats) {
+    this.codec = codec;
+    this.settings = settings;
+    this.nextId = nextId;
+    this.handler = handler;
+    this.stats = stats;
+    this.requests = /* @__PURE__ */ new Map();
+    /** the server's heartbeat interval, ms (from `welcome`) */
+    this.heartbeatMs = 3e4;
+    this.outbox = new Outbox();
+    this.lastReceived = Date.now();
+    this.ended = false;
+    this.pingId = null;
+    this.timers = /* @__PURE__ */ new Map();
+    this.intervals = /* @__PURE__ */ new Map();
+    this.ws = new WS(url, [codec.subprotocol]);
+    if (codec.binary) this.ws.binaryType = "arraybuffer";
+    this.ws.onopen = () => this.onOpen();
+    this.ws.onmessage = (ev) => this.onFrame(ev.data);
+    this.ws.onclose = (ev) => this.lose(ev.code, ev.reason);
+    this.ws.onerror = () => {
     };
+    this.timer("open", () => this.lose(CLOSE_SILENT, "handshake timed out"), settings.openTimeout);
+  }
+  get isOpen() {
+    return !this.ended && this.ws.readyState === OPEN;
+  }
+  get isEnded() {
+    return this.ended;
+  }
+  /** Queue `message` with a fresh id (paced); returns the id. Nothing is sent once closed. */
+  send(message, request) {
+    const id = this.nextId();
+    if (!this.isOpen) return id;
+    this.requests.set(id, request);
+    for (const obsolete of this.outbox.push({ id, message: { ...message, id } })) this.requests.delete(obsolete);
+    this.flush();
+    return id;
+  }
+  /** The connection is established (welcome and auth done): the handshake timer stops. */
+  established(heartbeatMs) {
+    this.heartbeatMs = heartbeatMs;
+    this.clear("open");
+    if (this.settings.pingInterval > 0) {
+      this.ping();
+      this.interval("ping", () => this.ping(), this.settings.pingInterval);
+    }
+  }
+  /** Forget this socket: detach its handlers, stop its timers, close it. No `lost` follows. */
+  close(code, reason) {
+    if (this.ended) return;
+    this.ended = true;
+    for (const id of this.timers.values()) clearTimeout(id);
+    for (const id of this.intervals.values()) clearInterval(id);
+    this.timers.clear();
+    this.intervals.clear();
+    this.requests.clear();
+    const ws = this.ws;
+    ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+    try {
+      if (ws.readyState <= OPEN) ws.close(code, reason.slice(0, 100));
+    } catch {
+    }
+  }
+  /** The connection ended (closed by the server, failed, or found dead). */
+  lose(code, reason) {
+    if (this.ended) return;
+    this.close(CLOSE_SILENT, reason);
+    this.handler.lost(this, code, reason);
+  }
+  onOpen() {
+    this.lastReceived = Date.now();
+    this.stats.connects += 1;
+    const limit = () => this.heartbeatMs + this.settings.heartbeatTimeout;
+    this.interval("silence", () => {
+      if (Date.now() - this.lastReceived > limit()) this.lose(CLOSE_SILENT, `no message for ${Math.round(limit() / 1e3)} s`);
+    }, Math.max(10, Math.min(1e3, this.settings.heartbeatTimeout / 2)));
+    this.handler.opened(this);
+  }
+  onFrame(data) {
+    if (this.ended) return;
+    this.lastReceived = Date.now();
+    this.stats.frames += 1;
+    let value;
+    try {
+      const bytes = frameBytes(data);
+      if (bytes === null) throw new TypeError("a Blob frame");
+      value = this.codec.decode(bytes);
+    } catch {
+      this.handler.problem("bad_frame", `a frame was not valid ${this.codec.subprotocol}`);
+      return;
+    }
+    const messages = Array.isArray(value) ? value : [value];
+    for (const m of messages) {
+      if (this.ended) return;
+      if (m === null || typeof m !== "object" || Array.isArray(m)) continue;
+      const message = m;
+      if (message.type === "pong" && this.pong(message.id)) continue;
+      this.handler.message(this, message);
+    }
+  }
+  ping() {
+    if (this.pingId !== null && this.requests.has(this.pingId)) return;
+    this.pingId = this.send({ op: "ping" }, { kind: "ping", at: performance.now() });
+  }
+  pong(id) {
+    const request = typeof id === "number" ? this.requests.get(id) : void 0;
+    if (request?.kind !== "ping" || request.at === void 0) return false;
+    this.requests.delete(id);
+    this.handler.latency(Math.round((performance.now() - request.at) * 10) / 10);
+    return true;
+  }
+  flush() {
+    if (!this.isOpen) return;
+    for (const item of this.outbox.take()) this.ws.send(this.codec.encode(item.message));
+    const wait = this.outbox.wait();
+    if (wait !== null && !this.timers.has("flush")) this.timer("flush", () => this.flush(), wait);
+  }
+  timer(name, fn, ms) {
+    this.clear(name);
+    this.timers.set(name, setTimeout(() => {
+      this.timers.delete(name);
+      fn();
+    }, ms));
+  }
+  interval(name, fn, ms) {
+    const old = this.intervals.get(name);
+    if (old !== void 0) clearInterval(old);
+    this.intervals.set(name, setInterval(fn, ms));
+  }
+  clear(name) {
+    const id = this.timers.get(name);
+    if (id !== void 0) clearTimeout(id);
+    this.timers.delete(name);
+  }
+};
+
+// src/offsets.ts
+var OFFSET_RE = /^\d{1,20}-\d{1,20}$/;
+function compareOffsets(a, b) {
+  const i = a.indexOf("-");
+  const j = b.indexOf("-");
+  return compareDigits(a.slice(0, i), b.slice(0, j)) || compareDigits(a.slice(i + 1), b.slice(j + 1));
+}
+function compareDigits(x, y) {
+  if (x.length > 1 && x.charCodeAt(0) === 48) x = x.replace(/^0+(?=\d)/, "");
+  if (y.length > 1 && y.charCodeAt(0) === 48) y = y.replace(/^0+(?=\d)/, "");
+  if (x.length !== y.length) return x.length < y.length ? -1 : 1;
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+function isOffset(text) {
+  return typeof text === "string" && OFFSET_RE.test(text);
+}
+
+// src/checks.ts
+var EVENT_TYPE_RE = /^[a-z][a-z0-9_]{0,63}$/;
+var SYMBOL_RE = /^[A-Z0-9][A-Z0-9._:/-]{0,63}$/;
+var MAX_LAST = 1e5;
+var MAX_SYMBOLS = 1e3;
+function checkSubscribe(eventType, callback, options) {
+  if (typeof eventType !== "string" || !EVENT_TYPE_RE.test(eventType)) {
+    throw new TypeError(`invalid event type ${JSON.stringify(eventType)}`);
+  }
+  if (typeof callback !== "function") throw new TypeError("callback must be a function");
+  const { symbols, since, last, conflateMs } = options;
+  if (since != null && last != null) throw new TypeError("give 'since' or 'last', not both");
+  if (since != null && !isOffset(since)) throw new TypeError(`invalid offset ${JSON.stringify(since)}`);
+  if (last != null && !(Number.isInteger(last) && last >= 0 && last <= MAX_LAST)) {
+    throw new TypeError(`'last' must be an integer from 0 to ${MAX_LAST}`);
+  }
+  if (conflateMs != null && !(Number.isInteger(conflateMs) && conflateMs >= 10 && conflateMs <= 6e4)) {
+    throw new TypeError("'conflateMs' must be an integer from 10 to 60000");
+  }
+  if (symbols != null) {
+    if (!Array.isArray(symbols) || symbols.length > MAX_SYMBOLS) {
+      throw new TypeError(`'symbols' must be an array of at most ${MAX_SYMBOLS} symbols`);
+    }
+    for (const s of symbols) {
+      if (typeof s !== "string" || !SYMBOL_RE.test(s.toUpperCase())) throw new TypeError(`invalid symbol ${JSON.stringify(s)}`);
+    }
+  }
+}
+function wsUrl(url, options, token) {
+  const base = typeof location !== "undefined" ? location.href : void 0;
+  const u = new URL(url, base);
+  if (u.protocol === "http:") u.protocol = "ws:";
+  else if (u.protocol === "https:") u.protocol = "wss:";
+  u.searchParams.delete("batch");
+  u.searchParams.delete("batch_ms");
+  if (options.batch ?? true) {
+    u.searchParams.set("batch", "1");
+    if (options.batchMs != null) u.searchParams.set("batch_ms", String(options.batchMs));
+  }
+  if (token) u.searchParams.set("token", token);
+  return u.toString();
+}
+
+// src/subscription.ts
+var Subscription = class {
+  /**
+   * @param previous the subscription of the same type this one replaces: without `since` or
+   *   `last`, the new one carries on from where it stands (or from the start it asked for)
+   */
+  constructor(eventType, callback, options, previous) {
+    this.eventType = eventType;
+    this.callback = callback;
+    /** id of the subscribe in flight on the current connection */
+    this.reqId = null;
+    /** the request in flight resumes from a known position */
+    this.resuming = false;
+    /** `ready` was resolved or rejected */
+    this.settled = false;
+    this.duplicates = 0;
+    this.resolveReady = () => {
+    };
+    this.rejectReady = () => {
+    };
+    const { symbols, since, epoch, last, conflateMs } = options;
+    this.symbols = symbols ? new Set(symbols.map((s) => String(s).toUpperCase())) : null;
+    this.conflateMs = conflateMs ?? null;
+    const fresh = since != null || last != null || previous === void 0;
+    if (fresh) {
+      this.since = since ?? null;
+      this.last = last ?? null;
+      this.epoch = epoch ?? null;
+      this.position = null;
+    } else {
+      this.since = previous.position === null ? previous.since : null;
+      this.last = previous.position === null ? previous.last : null;
+      this.epoch = previous.epoch;
+      this.position = previous.position;
+    }
+    this.ready = new Promise((resolve, reject) => {
+      this.resolveReady = resolve;
+      this.rejectReady = reject;
+    });
+    this.ready.catch(() => {
+    });
+    if (previous && !previous.settled) {
+      previous.settled = true;
+      this.ready.then(previous.resolveReady, previous.rejectReady);
+    }
+  }
+  /** The subscribe op (without its id) for a first subscribe or a resume. */
+  message() {
+    const message = { op: "subscribe", event_type: this.eventType };
+    if (this.symbols) message.symbols = [...this.symbols].sort();
+    this.resuming = this.position !== null;
+    const since = this.position ?? this.since;
+    if (since !== null) {
+      message.since = since;
+      if (this.epoch) message.epoch = this.epoch;
+    } else if (this.last !== null) {
+      message.last = this.last;
+    }
+    if (this.conflateMs !== null) message.conflate_ms = this.conflateMs;
+    return message;
+  }
+  /**
+   * An event of this type arrived: `deliver` it (new and wanted), or it is a `duplicate` (at or
+   * before the position), or `stale` (from before the subscribe in flight, or unwanted).
+   */
+  accept(event) {
+    if (this.reqId !== null || this.position === null) return "stale";
+    const offset = event.offset;
+    if (!isOffset(offset)) return "stale";
+    if (compareOffsets(offset, this.position) <= 0) {
+      this.duplicates += 1;
+      return "duplicate";
+    }
+    this.position = offset;
+    const symbol = event.symbol;
+    return this.symbols === null || symbol == null || this.symbols.has(symbol) ? "deliver" : "stale";
+  }
+  /** Apply the `subscribed` reply to the request in flight; a ResetInfo when `recovered:false`. */
+  subscribed(reply) {
+    this.reqId = null;
+    const previousOffset = this.position;
+    const previousEpoch = this.epoch;
+    this.epoch = reply.epoch || null;
+    this.position = reply.offset;
+    this.since = null;
+    this.last = null;
+    if (!this.settled) {
+      this.settled = true;
+      this.resolveReady(reply);
+    }
+    if (reply.recovered !== false) return null;
+    return {
+      eventType: this.eventType,
+      resumed: this.resuming,
+      previousOffset,
+      previousEpoch,
+      offset: reply.offset,
+      epoch: reply.epoch,
+      earliest: reply.earliest ?? null
+    };
+  }
+  /** Reject `ready` if it is still waiting. */
+  fail(error) {
+    if (this.settled) return;
+    this.settled = true;
+    this.rejectReady(error);
+  }
+};
+
+// src/auth.ts
+var REFRESH_MARGIN = 6e4;
+var REFRESH_FRACTION = 0.5;
+var MIN_REFRESH_DELAY = 200;
+var MAX_TOKEN_LENGTH = 8192;
+function tokenClaims(token) {
+  try {
+    const part = token.split(".")[1] ?? "";
+    const b64 = part.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(part.length / 4) * 4, "=");
+    const claims = JSON.parse(atob(b64));
+    if (claims === null || typeof claims !== "object") return { exp: null, iat: null };
+    const { exp, iat } = claims;
+    return { exp: typeof exp === "number" ? exp : null, iat: typeof iat === "number" ? iat : null };
   } catch {
     return { exp: null, iat: null };
   }
 }
-
-/**
- * Open a client that stays connected until {@link TickstreamClient#close}.
- * @param {string|string[]} [url] the gateway's `/ws` (`ws:`, `wss:`, `http:`, `https:` or relative
- *   to the page; default: `/ws` of the page's origin), or several: each reconnect tries the next
- * @param {ConnectOptions} [options]
- * @returns {TickstreamClient}
- */
-export function connect(url, options = {}) {
-  return new TickstreamClient(url, options);
+function refreshDelay(token, obtainedAt, now) {
+  const { exp } = tokenClaims(token);
+  if (exp === null) return null;
+  const expiresAt = exp * 1e3;
+  const lifetime = Math.max(0, expiresAt - obtainedAt);
+  const refreshAt = expiresAt - Math.min(REFRESH_MARGIN, lifetime * REFRESH_FRACTION);
+  return Math.max(MIN_REFRESH_DELAY, refreshAt - now);
 }
+async function fetchToken(source) {
+  const token = typeof source === "function" ? await source() : source;
+  if (token == null || token === "") return null;
+  if (typeof token !== "string") throw new TypeError(`the token function returned ${typeof token}, not a string`);
+  if (token.length > MAX_TOKEN_LENGTH) throw new TypeError(`token too long: ${token.length} characters (at most ${MAX_TOKEN_LENGTH})`);
+  return token;
+}
+var TokenKeeper = class {
+  constructor(source) {
+    this.source = source;
+    this.token = null;
+    this.obtainedAt = 0;
+  }
+  /** True when a fresh token can be asked for (the source is a function). */
+  get refreshable() {
+    return typeof this.source === "function";
+  }
+  /** Ask the source for the token to use now (a function is called); it becomes current. */
+  async next() {
+    const token = await fetchToken(this.source);
+    this.token = token;
+    this.obtainedAt = Date.now();
+    return token;
+  }
+  /** Milliseconds until the current token should be refreshed; null when it never needs to be. */
+  refreshIn() {
+    if (!this.refreshable || this.token === null) return null;
+    return refreshDelay(this.token, this.obtainedAt, Date.now());
+  }
+};
 
-/**
- * @typedef {object} Sub
- * @property {string} eventType
- * @property {(event: TickstreamEvent) => void} callback
- * @property {Set<string>|null} symbols
- * @property {string|null} since requested start (before the first reply)
- * @property {string|null} epoch
- * @property {number|null} last requested `last: N` (before the first reply)
- * @property {number|null} conflateMs `conflate_ms`, sent with every (re)subscribe
- * @property {string|null} position last offset delivered, or the start position
- * @property {boolean} settled `ready` was resolved or rejected
- * @property {number|null} reqId id of the subscribe request in flight
- * @property {boolean} resuming the request in flight is a resume
- * @property {(reply: SubscribedReply) => void} resolve
- * @property {(error: Error) => void} reject
- */
-
-export class TickstreamClient {
-  /**
-   * @param {string|string[]|undefined} url
-   * @param {ConnectOptions} options
-   */
-  constructor(url, options) {
-    /** @type {string[]} */
-    this.urls = Array.isArray(url) ? [...url] : [url || '/ws'];
-    if (this.urls.length === 0) throw new TypeError('no URL given');
-    this._urlIndex = -1;
-    this.options = options;
-    /** @type {TokenSource} */
-    this._tokenSource = options.token ?? null;
-    /** @type {string|null} the token of the current connection */
-    this._token = null;
-    this._tokenObtained = 0;
-    this._backoff = new Backoff(options.reconnectBase ?? 500, options.reconnectCap ?? 30000,
-      options.stableAfter ?? 30000);
-    /** @type {Map<string, Sub>} */
-    this._subs = new Map();
-    /** @type {Map<number, {kind: 'subscribe'|'auth'|'ping'|'unsubscribe', sub?: Sub, at?: number}>} */
-    this._requests = new Map();
-    /** @type {Set<(s: Status) => void>} */
-    this._statusListeners = new Set();
-    /** @type {Set<(r: ResetInfo) => void>} */
-    this._resetListeners = new Set();
-    /** @type {Set<(e: {code: string|number, message: string, id?: any, eventType?: string}) => void>} */
-    this._errorListeners = new Set();
-    /** @type {WebSocket|null} */
-    this._ws = null;
-    this._nextId = 1;
-    /** @type {string[]} frames waiting for the send pacing */
-    this._outbox = [];
-    this._sendTokens = SEND_BURST;
-    this._sendRefilled = 0;
-    this._attemptSeq = 0;
-    this._closed = false;
-    this._everConnected = false;
-    this._heartbeatMs = 30000;
-    this._lastReceived = 0;
-    /** @type {Record<string, any>} */
-    this._timers = {};
+// src/client.ts
+var FATAL = /* @__PURE__ */ new Map([
+  [CLOSE_ORIGIN, "origin not allowed"],
+  [CLOSE_POLICY, "policy violation"],
+  [CLOSE_TOO_BIG, "message too big"]
+]);
+var MAX_TIMER = 2 ** 31 - 1;
+var RETRY_REFUSED_AUTH = 5e3;
+var RESEND_RATE_LIMITED = 1e3;
+var TickstreamClient = class {
+  constructor(url, options = {}) {
     /** Counters, for dashboards and tests. */
     this.stats = { events: 0, duplicates: 0, frames: 0, connects: 0, resets: 0 };
-    /** @type {Status} */
-    this._status = {
-      state: 'connecting', node: null, session: null, user: null, latency: null, attempt: 0,
-      retryIn: null, closeCode: null, closeReason: null, error: null,
+    this.urlIndex = -1;
+    this.subs = /* @__PURE__ */ new Map();
+    this.conn = null;
+    /** the current connection's `auth` first message is waiting for its reply */
+    this.authPending = false;
+    this.welcomed = false;
+    this.welcome = {};
+    this.handler = {
+      opened: (conn) => this.opened(conn),
+      message: (conn, m) => this.message(conn, m),
+      lost: (conn, code, reason) => this.lost(conn, code, reason),
+      problem: (code, message) => this.emitError({ code, message }),
+      latency: (ms) => this.setStatus({ latency: ms })
     };
-    this._onOnline = () => {
-      if (this._status.state === 'reconnecting' && this._timers.retry) this._retryNow();
+    this.nextId = 1;
+    this.attemptSeq = 0;
+    this.closed = false;
+    this.everConnected = false;
+    this.statusListeners = /* @__PURE__ */ new Set();
+    this.resetListeners = /* @__PURE__ */ new Set();
+    this.errorListeners = /* @__PURE__ */ new Set();
+    this.timers = /* @__PURE__ */ new Map();
+    this._status = Object.freeze({
+      state: "connecting",
+      node: null,
+      session: null,
+      user: null,
+      latency: null,
+      attempt: 0,
+      retryIn: null,
+      closeCode: null,
+      closeReason: null,
+      error: null
+    });
+    this.onOnline = () => {
+      if (this._status.state === "reconnecting" && this.timers.has("retry")) this.open();
     };
-    if (typeof addEventListener === 'function') addEventListener('online', this._onOnline);
-    this._open();
+    this.urls = Array.isArray(url) ? [...url] : [url || "/ws"];
+    if (this.urls.length === 0) throw new TypeError("no URL given");
+    const { batchMs } = options;
+    if (batchMs != null && !(Number.isInteger(batchMs) && batchMs >= 1 && batchMs <= 50)) {
+      throw new TypeError("'batchMs' must be an integer from 1 to 50");
+    }
+    this.options = options;
+    this.codec = options.codec ?? jsonCodec;
+    this.tokens = new TokenKeeper(options.token ?? null);
+    this.backoff = new Backoff(options.reconnectBase ?? 500, options.reconnectCap ?? 3e4, options.stableAfter ?? 3e4);
+    if (typeof addEventListener === "function") addEventListener("online", this.onOnline);
+    void this.open();
   }
-
   // --- public API -------------------------------------------------------------------------
-
-  /** @returns {Status} the current status */
   get status() {
     return this._status;
   }
-
+  /** The current raw socket (for tests and diagnostics). */
+  get _ws() {
+    return this.conn?.ws ?? null;
+  }
   /**
-   * Subscribe to one event type; `callback` receives each event once, in offset order.
-   * Subscribing again to the same type replaces the callback and the filter, continuing from the
-   * last delivered offset unless `since` or `last` is given.
-   * @param {string} eventType
-   * @param {(event: TickstreamEvent) => void} callback
-   * @param {SubscribeOptions} [options]
-   * @returns {SubscriptionHandle}
+   * Subscribe to one event type; `callback` receives each event once, in offset order, across
+   * reconnects. Subscribing again to the same type replaces the callback and the filter,
+   * continuing from the last delivered offset unless `since` or `last` is given.
    */
   subscribe(eventType, callback, options = {}) {
-    if (typeof eventType !== 'string' || !/^[a-z][a-z0-9_]{0,63}$/.test(eventType)) {
-      throw new TypeError(`invalid event type ${JSON.stringify(eventType)}`);
+    checkSubscribe(eventType, callback, options);
+    if (this.closed) {
+      const ready = Promise.reject(new Error("client closed"));
+      ready.catch(() => {
+      });
+      return { eventType, ready, offset: () => null, epoch: () => null, unsubscribe: () => {
+      } };
     }
-    if (typeof callback !== 'function') throw new TypeError('callback must be a function');
-    const { symbols, since, epoch, last, conflateMs } = options;
-    if (since != null && last != null) throw new TypeError("give 'since' or 'last', not both");
-    if (conflateMs != null && !(Number.isInteger(conflateMs) && conflateMs >= 10 && conflateMs <= 60000)) {
-      throw new TypeError("'conflateMs' must be an integer from 10 to 60000");
-    }
-    if (since != null && !isOffset(since)) throw new TypeError(`invalid offset ${JSON.stringify(since)}`);
-    if (last != null && !(Number.isInteger(last) && last >= 0)) {
-      throw new TypeError("'last' must be a non-negative integer");
-    }
-    if (this._closed) {
-      const error = Promise.reject(new Error('client closed'));
-      error.catch(() => {});
-      return { eventType, ready: error, offset: () => null, epoch: () => null, unsubscribe: () => {} };
-    }
-    const previous = this._subs.get(eventType);
-    const fresh = since != null || last != null || !previous;
-    /** @type {(reply: SubscribedReply) => void} */
-    let resolve = () => {};
-    /** @type {(error: Error) => void} */
-    let reject = () => {};
-    /** @type {Promise<SubscribedReply>} */
-    const ready = new Promise((res, rej) => { resolve = res; reject = rej; });
-    ready.catch(() => {}); // a refusal also goes to onError: never an unhandled rejection
-    /** @type {Sub} */
-    const sub = {
-      eventType,
-      callback,
-      symbols: symbols ? new Set(symbols.map((s) => String(s).toUpperCase())) : null,
-      // a replacement keeps the start its predecessor asked for if that was not answered yet
-      since: fresh ? since ?? null : previous.position === null ? previous.since : null,
-      epoch: fresh ? epoch ?? null : previous.epoch,
-      last: fresh ? last ?? null : previous.position === null ? previous.last : null,
-      conflateMs: conflateMs ?? null,
-      position: fresh ? null : previous.position,
-      settled: false,
-      reqId: null,
-      resuming: false,
-      resolve,
-      reject,
-    };
-    if (previous && !previous.settled) {
-      // replaced before its reply: its `ready` follows the new subscription's
-      previous.settled = true;
-      ready.then(previous.resolve, previous.reject);
-    }
-    this._subs.set(eventType, sub);
-    if (this._isOpen()) this._sendSubscribe(sub);
+    const sub = new Subscription(eventType, callback, options, this.subs.get(eventType));
+    this.subs.set(eventType, sub);
+    this.sendSubscribe(sub);
     return {
       eventType,
-      ready,
+      ready: sub.ready,
       offset: () => sub.position,
       epoch: () => sub.epoch,
       unsubscribe: () => {
-        if (this._subs.get(eventType) === sub) this.unsubscribe(eventType);
-      },
+        if (this.subs.get(eventType) === sub) this.unsubscribe(eventType);
+      }
     };
   }
-
-  /**
-   * Stop receiving `eventType`.
-   * @param {string} eventType
-   */
+  /** Stop receiving `eventType`. */
   unsubscribe(eventType) {
-    const sub = this._subs.get(eventType);
+    const sub = this.subs.get(eventType);
     if (!sub) return;
-    this._subs.delete(eventType);
-    if (!sub.settled) {
-      sub.settled = true;
-      sub.reject(new Error('unsubscribed'));
-    }
-    if (this._isOpen()) this._send({ op: 'unsubscribe', event_type: eventType }, { kind: 'unsubscribe' });
+    this.subs.delete(eventType);
+    this.clearTimer(`resend:${eventType}`);
+    sub.fail(new Error("unsubscribed"));
+    if (this.canRequest()) this.conn?.send({ op: "unsubscribe", event_type: eventType }, { kind: "unsubscribe" });
   }
-
-  /**
-   * Listen to status changes; the listener is called at once with the current status.
-   * @param {(status: Status) => void} listener
-   * @returns {() => void} removes the listener
-   */
+  /** Listen to status changes; the listener is called at once with the current status. */
   onStatus(listener) {
-    this._statusListeners.add(listener);
-    this._call(listener, this._status);
-    return () => this._statusListeners.delete(listener);
+    this.statusListeners.add(listener);
+    call(listener, this._status);
+    return () => this.statusListeners.delete(listener);
   }
-
-  /**
-   * Listen to resets: a subscription came back `recovered:false` (its history was lost).
-   * @param {(info: ResetInfo) => void} listener
-   * @returns {() => void}
-   */
+  /** Listen to resets: a subscription came back `recovered:false` (its history was lost). */
   onReset(listener) {
-    this._resetListeners.add(listener);
-    return () => this._resetListeners.delete(listener);
+    this.resetListeners.add(listener);
+    return () => this.resetListeners.delete(listener);
   }
-
   /**
    * Listen to errors the server reported (refused subscriptions, rate limiting, failed
    * re-authentication) and to exceptions thrown by callbacks.
-   * @param {(error: {code: string|number, message: string, id?: any, eventType?: string}) => void} listener
-   * @returns {() => void}
    */
   onError(listener) {
-    this._errorListeners.add(listener);
-    return () => this._errorListeners.delete(listener);
+    this.errorListeners.add(listener);
+    return () => this.errorListeners.delete(listener);
   }
-
-  /**
-   * Replace the token (string, function or null) and reconnect with it at once; every
-   * subscription resumes where it stood.
-   * @param {ConnectOptions['token']} token
-   */
+  /** Replace the token (string, function or null) and reconnect with it now; subscriptions resume. */
   setToken(token) {
-    this._tokenSource = token ?? null;
-    this._token = null;
-    if (this._closed) return;
-    this._drop(1000, 'token changed');
-    this._backoff.reset();
-    this._open();
+    this.tokens.source = token ?? null;
+    this.tokens.token = null;
+    if (this.closed) return;
+    this.drop(1e3, "token changed");
+    this.backoff.reset();
+    void this.open();
   }
-
   /** Drop the current connection (if any) and connect again now; subscriptions resume. */
   reconnect() {
-    if (this._closed) return;
-    this._drop(1000, 'reconnect requested');
-    this._open();
+    if (this.closed) return;
+    this.drop(1e3, "reconnect requested");
+    void this.open();
   }
-
   /** Close for good. */
   close() {
-    if (this._closed) return;
-    this._closed = true;
-    this._drop(1000, 'client closed');
-    if (typeof removeEventListener === 'function') removeEventListener('online', this._onOnline);
-    this._rejectAll('client closed');
-    this._setStatus({ state: 'disconnected', retryIn: null, error: null });
+    if (this.closed) return;
+    this.closed = true;
+    this.drop(1e3, "client closed");
+    this.clearTimer("retry");
+    this.forgetOnline();
+    this.failAll("client closed");
+    this.setStatus({ state: "disconnected", retryIn: null, error: null });
   }
-
   // --- connection life cycle ----------------------------------------------------------------
-
-  _isOpen() {
-    return this._ws !== null && this._ws.readyState === 1;
-  }
-
-  async _open() {
-    if (this._closed) return;
-    const attempt = ++this._attemptSeq;
-    this._clearTimer('retry');
-    this._setStatus({ state: this._everConnected ? 'reconnecting' : 'connecting', retryIn: null });
+  async open() {
+    if (this.closed) return;
+    const attempt = ++this.attemptSeq;
+    this.clearTimer("retry");
+    this.setStatus({ state: this.everConnected ? "reconnecting" : "connecting", retryIn: null });
     let token;
     try {
-      token = await this._getToken();
+      token = await this.tokens.next();
     } catch (err) {
-      if (attempt !== this._attemptSeq || this._closed) return;
-      this._scheduleRetry({ error: { code: 'token', message: `token function failed: ${errorText(err)}` } });
+      if (attempt !== this.attemptSeq || this.closed) return;
+      this.scheduleRetry({ error: { code: "token", message: `token function failed: ${errorText(err)}` } });
       return;
     }
-    if (attempt !== this._attemptSeq || this._closed) return;
+    if (attempt !== this.attemptSeq || this.closed) return;
     const WS = this.options.WebSocket ?? globalThis.WebSocket;
-    /** @type {WebSocket} */
-    let ws;
-    this._urlIndex = (this._urlIndex + 1) % this.urls.length;
-    try {
-      ws = new WS(this._url(this.urls[this._urlIndex], token), [SUBPROTOCOL]);
-    } catch (err) {
-      // a malformed URL cannot get better by retrying
-      this._stop('bad_url', errorText(err));
+    if (WS === void 0) {
+      this.stop("no_websocket", "no WebSocket implementation: pass options.WebSocket (the ws package under Node)");
       return;
     }
-    this._ws = ws;
-    this._lastReceived = Date.now();
-    this._setTimer('open', () => {
-      if (this._ws === ws && ws.readyState === 0) this._lost(ws, CLOSE_SILENT, 'handshake timed out');
-    }, this.options.openTimeout ?? 10000);
-    ws.onopen = () => this._onOpen(ws);
-    ws.onmessage = (ev) => this._onMessage(ws, ev);
-    ws.onclose = (ev) => this._onClose(ws, ev);
-    ws.onerror = () => {}; // a close event follows
-  }
-
-  /**
-   * @param {string} url
-   * @param {string|null} token
-   */
-  _url(url, token) {
-    const base = typeof location !== 'undefined' ? location.href : undefined;
-    const u = new URL(url, base);
-    if (u.protocol === 'http:') u.protocol = 'ws:';
-    else if (u.protocol === 'https:') u.protocol = 'wss:';
-    if (this.options.batch ?? true) {
-      u.searchParams.set('batch', '1');
-      if (this.options.batchMs != null) u.searchParams.set('batch_ms', String(this.options.batchMs));
+    this.urlIndex = (this.urlIndex + 1) % this.urls.length;
+    const query = this.options.auth === "query" ? token : null;
+    this.drop(1e3, "replaced");
+    try {
+      this.conn = new Connection(wsUrl(this.urls[this.urlIndex], this.options, query), this.codec, WS, {
+        openTimeout: this.options.openTimeout ?? 1e4,
+        heartbeatTimeout: this.options.heartbeatTimeout ?? 1e4,
+        pingInterval: this.options.pingInterval ?? 5e3
+      }, () => this.nextId++, this.handler, this.stats);
+    } catch (err) {
+      this.stop("bad_url", errorText(err));
     }
-    if (token) u.searchParams.set('token', token);
-    return u.toString();
   }
-
-  /** @param {WebSocket} ws */
-  _onOpen(ws) {
-    if (ws !== this._ws) return;
-    this._clearTimer('open');
-    this._lastReceived = Date.now();
-    this.stats.connects += 1;
-    this._requests.clear();
-    this._outbox = [];
-    this._sendTokens = SEND_BURST;
-    this._sendRefilled = performance.now();
-    for (const sub of this._subs.values()) this._sendSubscribe(sub);
-    const ping = this.options.pingInterval ?? 5000;
-    if (ping > 0) this._setInterval('ping', () => this._ping(), ping);
-    this._setInterval('silence', () => this._checkSilence(ws), 1000);
-  }
-
-  /**
-   * @param {WebSocket} ws
-   * @param {CloseEvent} ev
-   */
-  _onClose(ws, ev) {
-    if (ws !== this._ws) return;
-    this._lost(ws, ev.code, ev.reason);
-  }
-
-  /**
-   * The connection `ws` ended (closed by the server, failed, or found dead).
-   * @param {WebSocket} ws
-   * @param {number} code
-   * @param {string} reason
-   */
-  _lost(ws, code, reason) {
-    if (ws !== this._ws) return;
-    this._drop(CLOSE_SILENT, reason);
-    /** @type {Partial<Status>} */
-    const change = { closeCode: code, closeReason: reason || null, node: null, session: null,
-      latency: null };
-    const fatal = FATAL.get(code);
-    if (fatal) {
-      this._stop(code, reason || fatal, change);
-    } else if (code === CLOSE_UNAUTHORIZED && typeof this._tokenSource !== 'function') {
-      this._stop(code, reason || 'unauthorized: the token was refused', change);
+  /** The socket opened: authenticate first, or subscribe at once. */
+  opened(conn) {
+    if (conn !== this.conn) return;
+    const token = this.tokens.token;
+    if (token !== null && this.options.auth !== "query") {
+      this.authPending = true;
+      conn.send({ op: "auth", token }, { kind: "auth", initial: true });
     } else {
-      if (code === CLOSE_UNAUTHORIZED) change.error = { code, message: reason || 'unauthorized' };
-      this._scheduleRetry(change); // after 4401 the next attempt asks for a fresh token anyway
+      this.sendAllSubscribes();
     }
   }
-
-  /**
-   * Forget the current socket: detach its handlers, close it, stop its timers.
-   * @param {number} code
-   * @param {string} reason
-   */
-  _drop(code, reason) {
-    const ws = this._ws;
-    this._ws = null;
-    for (const name of ['open', 'ping', 'silence', 'refresh', 'flush']) this._clearTimer(name);
-    this._requests.clear();
-    this._outbox = [];
-    for (const sub of this._subs.values()) sub.reqId = null;
-    if (ws) {
-      ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
-      try {
-        if (ws.readyState <= 1) ws.close(code, reason.slice(0, 100));
-      } catch {
-        /* already closing */
-      }
+  /** The connection ended. */
+  lost(conn, code, reason) {
+    if (conn !== this.conn) return;
+    this.detach();
+    const change = {
+      closeCode: code,
+      closeReason: reason || null,
+      node: null,
+      session: null,
+      latency: null
+    };
+    const fatal = FATAL.get(code);
+    if (fatal !== void 0) {
+      this.stop(code, reason || fatal, change);
+    } else if (code === CLOSE_UNAUTHORIZED && !this.tokens.refreshable) {
+      this.stop(code, reason || "unauthorized: the token was refused", change);
+    } else {
+      if (code === CLOSE_UNAUTHORIZED) change.error = { code, message: reason || "unauthorized" };
+      this.scheduleRetry(change);
     }
   }
-
-  /**
-   * Stop for good with an error status.
-   * @param {string|number} code
-   * @param {string} message
-   * @param {Partial<Status>} [change] more status fields to set at the same time
-   */
-  _stop(code, message, change = {}) {
-    this._closed = true;
-    this._drop(1000, 'stopped');
-    this._rejectAll(message);
-    this._setStatus({ ...change, state: 'disconnected', retryIn: null, error: { code, message } });
+  canRequest() {
+    return this.conn !== null && this.conn.isOpen && !this.authPending;
   }
-
-  /** @param {string} message */
-  _rejectAll(message) {
-    for (const sub of this._subs.values()) {
-      if (!sub.settled) {
-        sub.settled = true;
-        sub.reject(new Error(message));
-      }
+  /** Forget the current connection (no `lost` follows). */
+  drop(code, reason) {
+    const conn = this.conn;
+    this.detach();
+    conn?.close(code, reason);
+  }
+  detach() {
+    this.conn = null;
+    this.authPending = false;
+    this.welcomed = false;
+    this.clearTimer("refresh");
+    for (const sub of this.subs.values()) {
+      sub.reqId = null;
+      this.clearTimer(`resend:${sub.eventType}`);
     }
   }
-
-  /** @param {Partial<Status>} [change] more status fields to set at the same time */
-  _scheduleRetry(change = {}) {
-    const delay = Math.round(this._backoff.next(Date.now()));
-    this._setStatus({ ...change, state: 'reconnecting', attempt: this._backoff.failures, retryIn: delay });
-    this._setTimer('retry', () => this._open(), delay);
+  /** Stop for good with an error status. */
+  stop(code, message, change = {}) {
+    this.closed = true;
+    this.drop(1e3, "stopped");
+    this.forgetOnline();
+    this.failAll(message);
+    this.setStatus({ ...change, state: "disconnected", retryIn: null, error: { code, message } });
   }
-
-  _retryNow() {
-    this._clearTimer('retry');
-    this._open();
+  forgetOnline() {
+    if (typeof removeEventListener === "function") removeEventListener("online", this.onOnline);
   }
-
-  /** @param {WebSocket} ws */
-  _checkSilence(ws) {
-    if (ws !== this._ws) return;
-    const limit = this._heartbeatMs + (this.options.heartbeatTimeout ?? 10000);
-    if (Date.now() - this._lastReceived > limit) {
-      this._lost(ws, CLOSE_SILENT, `no message for ${Math.round(limit / 1000)} s`);
-    }
+  failAll(message) {
+    for (const sub of this.subs.values()) sub.fail(new Error(message));
   }
-
-  _ping() {
-    this._send({ op: 'ping' }, { kind: 'ping', at: performance.now() });
+  scheduleRetry(change = {}) {
+    const delay = Math.round(this.backoff.next(Date.now()));
+    this.setStatus({ ...change, state: "reconnecting", attempt: this.backoff.failures, retryIn: delay });
+    this.setTimer("retry", () => void this.open(), delay);
   }
-
+  /** Welcome received and, with a token, the auth accepted: the connection is up. */
+  established(conn, user, welcome) {
+    const heartbeat = typeof welcome.heartbeat === "number" ? welcome.heartbeat : 30;
+    conn.established(heartbeat * 1e3);
+    this.everConnected = true;
+    this.backoff.connected(Date.now());
+    this.setStatus({
+      state: "connected",
+      node: str(welcome.node),
+      session: str(welcome.session),
+      user,
+      attempt: 0,
+      retryIn: null,
+      error: null
+    });
+    this.scheduleRefresh();
+  }
   // --- tokens -------------------------------------------------------------------------------
-
-  /**
-   * The token for the next connection: a function is asked for a fresh one every time.
-   * @returns {Promise<string|null>}
-   */
-  async _getToken() {
-    const source = this._tokenSource;
-    let token = null;
-    if (typeof source === 'function') {
-      token = await source();
-      if (token != null && typeof token !== 'string') {
-        throw new TypeError(`the token function returned ${typeof token}, not a string`);
-      }
-    } else if (typeof source === 'string') {
-      token = source;
-    }
-    this._token = token || null;
-    this._tokenObtained = Date.now();
-    return this._token;
+  /** Re-authenticate on the live connection before the token's `exp`. */
+  scheduleRefresh() {
+    this.clearTimer("refresh");
+    const delay = this.tokens.refreshIn();
+    if (delay !== null) this.setTimer("refresh", () => void this.refresh(), Math.min(MAX_TIMER, delay));
   }
-
-  /**
-   * Re-authenticate before `exp`: at most 60 s before it, and at the latest once half of the
-   * token's remaining life has passed (same rule as the Python client).
-   */
-  _scheduleRefresh() {
-    this._clearTimer('refresh');
-    const token = this._token;
-    if (typeof this._tokenSource !== 'function' || !token) return;
-    const { exp } = tokenClaims(token);
-    if (exp === null) return;
-    const expiresAt = exp * 1000;
-    const lifetime = Math.max(0, expiresAt - this._tokenObtained);
-    const refreshAt = expiresAt - Math.min(REFRESH_MARGIN, lifetime * REFRESH_FRACTION);
-    const delay = Math.max(MIN_REFRESH_DELAY, refreshAt - Date.now());
-    this._setTimer('refresh', () => this._refresh(), Math.min(MAX_TIMER, delay));
-  }
-
-  async _refresh() {
-    const ws = this._ws;
-    const source = this._tokenSource;
-    if (!ws || typeof source !== 'function') return;
+  async refresh() {
+    const conn = this.conn;
+    if (!conn) return;
     let token;
     try {
-      token = await source();
+      token = await this.tokens.next();
     } catch (err) {
-      this._emitError({ code: 'token', message: `token function failed: ${errorText(err)}` });
-      if (ws === this._ws) this._setTimer('refresh', () => this._refresh(), 5000);
+      this.emitError({ code: "token", message: `token function failed: ${errorText(err)}` });
+      if (conn === this.conn) this.setTimer("refresh", () => void this.refresh(), RETRY_REFUSED_AUTH);
       return;
     }
-    if (ws !== this._ws || typeof token !== 'string' || !token) return;
-    this._token = token;
-    this._tokenObtained = Date.now();
-    this._send({ op: 'auth', token }, { kind: 'auth' });
+    if (conn !== this.conn || token === null) return;
+    conn.send({ op: "auth", token }, { kind: "auth" });
   }
-
   // --- messages -----------------------------------------------------------------------------
-
-  /**
-   * @param {Record<string, any>} message
-   * @param {{kind: 'subscribe'|'auth'|'ping'|'unsubscribe', sub?: Sub, at?: number}} request
-   * @returns {number}
-   */
-  _send(message, request) {
-    const id = this._nextId++;
-    if (!this._isOpen()) return id;
-    this._requests.set(id, request);
-    this._outbox.push(JSON.stringify({ ...message, id }));
-    this._flush();
-    return id;
+  sendAllSubscribes() {
+    for (const sub of this.subs.values()) this.sendSubscribe(sub);
   }
-
-  /**
-   * Send what the outbox holds, paced below the gateway's per-connection message rate limit
-   * (CLIENT_RATE_LIMIT, 50/s by default): a resume of many subscriptions is not dropped.
-   */
-  _flush() {
-    const ws = this._ws;
-    if (!ws || ws.readyState !== 1) {
-      this._outbox = [];
+  sendSubscribe(sub) {
+    this.clearTimer(`resend:${sub.eventType}`);
+    if (!this.canRequest() || !this.conn) return;
+    sub.reqId = this.conn.send(sub.message(), { kind: "subscribe", sub });
+  }
+  /** One message from the server. */
+  message(conn, m) {
+    if (conn !== this.conn) return;
+    if (m.type === void 0 && typeof m.event_type === "string") {
+      this.event(m);
       return;
     }
-    const now = performance.now();
-    this._sendTokens = Math.min(SEND_BURST, this._sendTokens + ((now - this._sendRefilled) * SEND_RATE) / 1000);
-    this._sendRefilled = now;
-    while (this._outbox.length > 0 && this._sendTokens >= 1) {
-      ws.send(/** @type {string} */ (this._outbox.shift()));
-      this._sendTokens -= 1;
-    }
-    if (this._outbox.length > 0 && !this._timers.flush) {
-      this._setTimer('flush', () => this._flush(), Math.ceil(((1 - this._sendTokens) * 1000) / SEND_RATE));
-    }
-  }
-
-  /** @param {Sub} sub */
-  _sendSubscribe(sub) {
-    /** @type {Record<string, any>} */
-    const message = { op: 'subscribe', event_type: sub.eventType };
-    if (sub.symbols) message.symbols = [...sub.symbols];
-    sub.resuming = sub.position !== null;
-    if (sub.position !== null) {
-      message.since = sub.position;
-      if (sub.epoch) message.epoch = sub.epoch;
-    } else if (sub.since !== null) {
-      message.since = sub.since;
-      if (sub.epoch) message.epoch = sub.epoch;
-    } else if (sub.last !== null) {
-      message.last = sub.last;
-    }
-    if (sub.conflateMs !== null) message.conflate_ms = sub.conflateMs;
-    sub.reqId = this._send(message, { kind: 'subscribe', sub });
-  }
-
-  /**
-   * @param {WebSocket} ws
-   * @param {MessageEvent} ev
-   */
-  _onMessage(ws, ev) {
-    if (ws !== this._ws) return;
-    this._lastReceived = Date.now();
-    this.stats.frames += 1;
-    let message;
-    try {
-      message = JSON.parse(ev.data);
-    } catch {
-      this._emitError({ code: 'bad_frame', message: 'a frame was not valid JSON' });
-      return;
-    }
-    if (Array.isArray(message)) {
-      for (let i = 0; i < message.length; i++) {
-        this._handle(message[i]);
-        if (ws !== this._ws) return; // a callback closed or replaced the connection
-      }
-    } else {
-      this._handle(message);
-    }
-  }
-
-  /** @param {any} m */
-  _handle(m) {
-    if (m === null || typeof m !== 'object') return;
-    if (m.event_type !== undefined && m.type === undefined) {
-      this._event(m);
-      return;
-    }
+    const id = m.id;
+    const request = typeof id === "number" ? conn.requests.get(id) : void 0;
+    if (request !== void 0 && m.type !== "subscribed") conn.requests.delete(id);
     switch (m.type) {
-      case 'welcome':
-        this._heartbeatMs = (typeof m.heartbeat === 'number' ? m.heartbeat : 30) * 1000;
-        this._everConnected = true;
-        this._backoff.connected(Date.now());
-        this._setStatus({ state: 'connected', node: m.node ?? null, session: m.session ?? null,
-          user: m.user ?? null, attempt: 0, retryIn: null, error: null });
-        this._scheduleRefresh();
-        if ((this.options.pingInterval ?? 5000) > 0) this._ping();
+      case "welcome":
+        this.welcomed = true;
+        this.welcome = m;
+        if (!this.authPending) this.established(conn, str(m.user), m);
         break;
-      case 'subscribed':
-        this._subscribed(m);
-        break;
-      case 'pong': {
-        const request = this._requests.get(m.id);
-        if (request && request.kind === 'ping' && request.at !== undefined) {
-          this._requests.delete(m.id);
-          this._setStatus({ latency: Math.round((performance.now() - request.at) * 10) / 10 });
+      case "authenticated":
+        if (request?.initial) {
+          this.authPending = false;
+          this.sendAllSubscribes();
+          if (this.welcomed) this.established(conn, str(m.user), this.welcome);
+        } else {
+          this.setStatus({ user: str(m.user) });
+          this.scheduleRefresh();
         }
         break;
-      }
-      case 'authenticated':
-        this._requests.delete(m.id);
-        this._setStatus({ user: m.user ?? null });
-        this._scheduleRefresh();
+      case "subscribed":
+        this.subscribed(conn, m);
         break;
-      case 'error':
-        this._serverError(m);
+      case "error":
+        this.serverError(conn, m, request);
         break;
-      case 'unsubscribed':
-        this._requests.delete(m.id);
-        break;
-      default: // heartbeat, and control messages of later protocol versions
+      default:
         break;
     }
   }
-
-  /** @param {TickstreamEvent} event */
-  _event(event) {
-    const sub = this._subs.get(event.event_type);
-    if (sub === undefined) return;
-    const offset = event.offset;
-    // Before its first reply a subscription has no position, and the server sends that reply
-    // before any of its events: what arrives now belongs to the subscription it replaced.
-    if (sub.position === null) return;
-    if (compareOffsets(offset, sub.position) <= 0) {
-      this.stats.duplicates += 1;
-      return;
-    }
-    sub.position = offset;
-    // in flight from before a filter change: not for this subscription any more
-    if (sub.symbols !== null && event.symbol !== undefined && !sub.symbols.has(event.symbol)) return;
+  event(event) {
+    const sub = this.subs.get(event.event_type);
+    if (sub === void 0) return;
+    const verdict = sub.accept(event);
+    if (verdict === "duplicate") this.stats.duplicates += 1;
+    if (verdict !== "deliver") return;
     this.stats.events += 1;
     try {
       sub.callback(event);
     } catch (err) {
-      this._emitError({ code: 'callback', message: errorText(err), eventType: sub.eventType });
-      if (this._errorListeners.size === 0) console.error(err);
+      this.emitError({ code: "callback", message: errorText(err), eventType: sub.eventType });
+      if (this.errorListeners.size === 0) console.error(err);
     }
   }
-
-  /** @param {SubscribedReply & {id?: number}} m */
-  _subscribed(m) {
-    const sub = this._subs.get(m.event_type);
-    if (sub === undefined || m.id === undefined || sub.reqId !== m.id) return; // stale reply
-    this._requests.delete(m.id);
-    sub.reqId = null;
-    const previousOffset = sub.position;
-    const previousEpoch = sub.epoch;
-    sub.epoch = m.epoch || null;
-    if (m.recovered === false || sub.position === null) sub.position = m.offset;
-    sub.since = null;
-    sub.last = null;
-    if (!sub.settled) {
-      sub.settled = true;
-      sub.resolve(m);
-    }
-    if (m.recovered === false) {
-      this.stats.resets += 1;
-      /** @type {ResetInfo} */
-      const info = {
-        eventType: sub.eventType, resumed: sub.resuming, previousOffset, previousEpoch,
-        offset: m.offset, epoch: m.epoch, earliest: m.earliest ?? null,
-      };
-      for (const listener of this._resetListeners) this._call(listener, info);
-    }
-  }
-
-  /** @param {{code: string, message: string, id?: number}} m */
-  _serverError(m) {
-    const request = m.id !== undefined ? this._requests.get(m.id) : undefined;
-    if (m.id !== undefined) this._requests.delete(m.id);
-    if (request?.kind === 'subscribe' && request.sub) {
-      const sub = request.sub;
-      if (this._subs.get(sub.eventType) === sub && sub.reqId === m.id) {
-        // refused (unauthorized, forbidden, invalid_offset): retrying cannot help
-        this._subs.delete(sub.eventType);
-        if (!sub.settled) {
-          sub.settled = true;
-          sub.reject(Object.assign(new Error(m.message), { code: m.code }));
-        }
-      }
-      this._emitError({ ...m, eventType: sub.eventType });
+  subscribed(conn, m) {
+    const sub = this.subs.get(m.event_type);
+    if (sub === void 0 || m.id === void 0 || sub.reqId !== m.id) return;
+    conn.requests.delete(m.id);
+    if (!isOffset(m.offset) || typeof m.epoch !== "string") {
+      this.emitError({ code: "bad_reply", message: "a subscribed reply without a valid offset or epoch", eventType: sub.eventType });
       return;
     }
-    if (request?.kind === 'auth') {
-      if (m.code === 'forbidden') {
-        // the fresh token is another user's: switching users takes a new connection
-        this._emitError(m);
-        this.reconnect();
+    const reset = sub.subscribed(m);
+    if (reset !== null) {
+      this.stats.resets += 1;
+      for (const listener of this.resetListeners) call(listener, reset);
+    }
+  }
+  serverError(conn, m, request) {
+    if (request?.kind === "subscribe" && request.sub) {
+      const sub = request.sub;
+      if (this.subs.get(sub.eventType) !== sub || sub.reqId !== m.id) return;
+      if (m.code === "rate_limited") {
+        this.setTimer(`resend:${sub.eventType}`, () => this.sendSubscribe(sub), RESEND_RATE_LIMITED);
         return;
       }
-      this._emitError(m);
-      this._setTimer('refresh', () => this._refresh(), 5000);
+      this.subs.delete(sub.eventType);
+      sub.fail(Object.assign(new Error(m.message), { code: m.code }));
+      this.emitError({ ...m, eventType: sub.eventType });
       return;
     }
-    this._emitError(m);
-  }
-
-  // --- plumbing -----------------------------------------------------------------------------
-
-  /** @param {Partial<Status>} change */
-  _setStatus(change) {
-    let changed = false;
-    for (const key of Object.keys(change)) {
-      // @ts-ignore -- keys come from Status
-      if (this._status[key] !== change[key]) changed = true;
+    if (request?.kind === "auth") {
+      if (request.initial) {
+        conn.lose(CLOSE_UNAUTHORIZED, m.message);
+        return;
+      }
+      this.emitError(m);
+      if (m.code === "forbidden") this.reconnect();
+      else this.setTimer("refresh", () => void this.refresh(), RETRY_REFUSED_AUTH);
+      return;
     }
+    this.emitError(m);
+  }
+  // --- plumbing -----------------------------------------------------------------------------
+  setStatus(change) {
+    const current = this._status;
+    const changed = Object.entries(change).some(([key, value]) => current[key] !== value);
     if (!changed) return;
     this._status = Object.freeze({ ...this._status, ...change });
-    for (const listener of this._statusListeners) this._call(listener, this._status);
+    for (const listener of this.statusListeners) call(listener, this._status);
   }
-
-  /** @param {{code: string|number, message: string, id?: any, eventType?: string}} error */
-  _emitError(error) {
-    for (const listener of this._errorListeners) this._call(listener, error);
+  emitError(error) {
+    for (const listener of this.errorListeners) call(listener, error);
   }
-
-  /**
-   * @template T
-   * @param {(value: T) => void} listener
-   * @param {T} value
-   */
-  _call(listener, value) {
-    try {
-      listener(value);
-    } catch (err) {
-      console.error(err);
-    }
+  setTimer(name, fn, ms) {
+    this.clearTimer(name);
+    this.timers.set(name, setTimeout(() => {
+      this.timers.delete(name);
+      fn();
+    }, ms));
   }
-
-  /**
-   * @param {string} name
-   * @param {() => void} fn
-   * @param {number} ms
-   */
-  _setTimer(name, fn, ms) {
-    this._clearTimer(name);
-    this._timers[name] = { id: setTimeout(() => { delete this._timers[name]; fn(); }, ms), interval: false };
+  clearTimer(name) {
+    const id = this.timers.get(name);
+    if (id !== void 0) clearTimeout(id);
+    this.timers.delete(name);
   }
-
-  /**
-   * @param {string} name
-   * @param {() => void} fn
-   * @param {number} ms
-   */
-  _setInterval(name, fn, ms) {
-    this._clearTimer(name);
-    this._timers[name] = { id: setInterval(fn, ms), interval: true };
-  }
-
-  /** @param {string} name */
-  _clearTimer(name) {
-    const timer = this._timers[name];
-    if (!timer) return;
-    if (timer.interval) clearInterval(timer.id);
-    else clearTimeout(timer.id);
-    delete this._timers[name];
+};
+function call(listener, value) {
+  try {
+    listener(value);
+  } catch (err) {
+    console.error(err);
   }
 }
-
-/** @param {unknown} err */
+function str(value) {
+  return typeof value === "string" ? value : null;
+}
 function errorText(err) {
   return err instanceof Error ? err.message : String(err);
 }
+
+// src/index.ts
+function connect(url, options = {}) {
+  return new TickstreamClient(url, options);
+}
+export {
+  Backoff,
+  TickstreamClient,
+  compareOffsets,
+  connect,
+  isOffset,
+  jsonCodec,
+  protocol_exports as protocol,
+  tokenClaims
+};

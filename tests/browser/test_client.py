@@ -1,4 +1,5 @@
-"""The browser client (gateway/static/tickstream.js) in headless Chromium, against real gateways.
+"""The browser client (gateway/static/tickstream.js, built from clients/js) in headless Chromium,
+against real gateways.
 
 Each test opens a blank page on the gateway's origin with the module imported (``open_harness``),
 starts a client from page script and watches what it delivers, as an application would.
@@ -378,3 +379,28 @@ async def test_policy_close_1008_stops_with_an_error(page: Page, redis_url: str)
         status = await js(page, "window.ws.status")
         assert status["error"]["code"] == 1008
         assert await js(page, "window.states") == ["connecting", "connected", "disconnected"]
+
+
+async def test_the_token_goes_in_the_first_message_not_the_url(page: Page, redis_url: str) -> None:
+    # tokens in URLs end up in proxy and access logs: the default is an `auth` first message
+    async with running_gateway(redis_url) as gw:
+        await open_harness(page, gw.http)
+        alice = token("alice")
+        await start_client(page, gw.url, "trade_executed", token=alice)
+        assert await js(page, "window.ws.status.user") == "alice"
+        assert alice not in await js(page, "window.ws._ws.url")
+        await start_client(page, gw.url, "trade_executed", token=alice, auth="query")
+        assert await js(page, "window.ws.status.user") == "alice"
+        assert f"token={alice}" in await js(page, "window.ws._ws.url")
+
+
+async def test_a_frame_over_the_limit_1009_stops_for_good(page: Page, redis_url: str) -> None:
+    # the protocol says stop on 1009: reconnecting would only send the same frame again
+    async with running_gateway(redis_url) as gw:
+        await open_harness(page, gw.http)
+        await start_client(page, gw.url, None)
+        await until_js(page, "window.ws.status.state === 'connected'", what="connected")
+        await js(page, "window.ws._ws.send('x'.repeat(1024 * 1024 + 1024))")  # MAX_FRAME_BYTES: 1 MiB
+        await until_js(page, "window.ws.status.state === 'disconnected'", timeout=20, what="stopped")
+        assert (await js(page, "window.ws.status"))["error"]["code"] == 1009
+        assert await js(page, "window.ws.stats.connects") == 1
