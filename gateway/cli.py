@@ -99,7 +99,7 @@ def _worker(settings: GatewaySettings, listener: socket.socket, metrics: socket.
     os.setpgid(0, 0)  # a Ctrl-C in the terminal reaches the parent only, which forwards it once
     _die_with_parent(parent)
     configure(settings.log_level, settings.node, fmt=settings.log_format)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    # STOP_SIGNALS stay blocked until serve() has a handler for them (it unblocks them).
     serve(settings, listener, metrics)
     return 0
 

@@ -37,6 +37,7 @@ __all__ = ["MAX_PUBLISH_BODY", "MAX_PUBLISH_EVENTS", "CandleHistory", "HttpApi"]
 
 SCHEMA_MEDIA = "application/schema+json"
 INTERVAL_RE = re.compile(r"[0-9]{1,3}[smhdwM]", re.ASCII)
+CANDLE_BYTES_MAX = 4096  # per kept candle
 
 CANDLE_STREAM = "market_data"
 CANDLE_PAGE = 2000  # entries per XRANGE/XREVRANGE while looking for closed candles
@@ -119,7 +120,11 @@ class CandleHistory:
         if data.get("kind") != "candle" or data.get("closed") is not True:
             return
         symbol, interval, opened = data.get("symbol"), data.get("interval"), data.get("open_time")
-        if not (isinstance(symbol, str) and isinstance(interval, str) and isinstance(opened, str)):
+        if not (is_symbol(symbol) and isinstance(interval, str) and INTERVAL_RE.fullmatch(interval)
+                and isinstance(opened, str) and 0 < len(opened) <= 40):
+            return
+        encoded = orjson.dumps(data)
+        if len(encoded) > CANDLE_BYTES_MAX:  # a candle is a few hundred bytes; keep memory bounded
             return
         key = (symbol.upper(), interval)
         series = self.series.get(key)
@@ -127,7 +132,7 @@ class CandleHistory:
             if len(self.series) >= CANDLE_SERIES_MAX:
                 return
             series = self.series[key] = {}
-        series[opened] = orjson.dumps(data)
+        series[opened] = encoded
         if len(series) > CANDLES_KEPT:
             del series[min(series)]
 
@@ -248,11 +253,17 @@ class HttpApi:
             return _problem(401, "unauthorized", str(exc))
         if not principal.has_role(node.settings.publisher_role):
             return _problem(403, "forbidden", f"the token lacks the '{node.settings.publisher_role}' role")
-        body = b""
+        declared = request.headers.get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > MAX_PUBLISH_BODY:
+            return _problem(413, "too_large", f"body over {MAX_PUBLISH_BODY} bytes")
+        chunks: list[bytes] = []
+        size = 0
         async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_PUBLISH_BODY:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_PUBLISH_BODY:
                 return _problem(413, "too_large", f"body over {MAX_PUBLISH_BODY} bytes")
+        body = b"".join(chunks)
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError as exc:

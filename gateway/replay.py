@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Protocol, TypeVar
@@ -41,12 +42,14 @@ from gateway.settings import GatewaySettings
 from gateway.subscription import ConflatedSubscription, Subscription
 from gateway.values import Encoded, Frame, StreamEntry
 from shared.backoff import delays
+from shared.errors import CodecError
 from shared.logsetup import ConnLogger
 from shared.offsets import Offset, format_offset
 from shared.redisconn import CONNECTION_ERRORS
 
 Reply = Callable[[dict[str, Any]], None]
 T = TypeVar("T")
+log = logging.getLogger("tickstream.gateway.replay")
 
 
 class Tail(Protocol):
@@ -245,7 +248,13 @@ class Replayer:
         if isinstance(sub, ConflatedSubscription):
             return await self._hold(sub, entries)
         binary = sub.binary
-        frames = [Encoded.of(entry).wire(binary) for entry in entries if sub.visible(entry)]
+        frames: list[bytes] = []
+        for entry in entries:
+            if sub.visible(entry):
+                try:
+                    frames.append(Encoded.of(entry).wire(binary))
+                except CodecError as exc:  # as live fan-out does: skip it, or every resume fails here
+                    log.error("replay skips undecodable entry %s %s: %s", entry.event_type, entry.offset, exc)
         if frames and not await self._push_paced(sub, frames):
             return None
         return len(frames)

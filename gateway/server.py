@@ -386,8 +386,14 @@ def serve(settings: GatewaySettings, listener: socket.socket | None = None,
         log.info("gateway %s serves its metrics on %s/metrics", settings.node,
                  url(settings.host, bound_port(metrics_listener)),
                  extra={"event": "metrics_listening", "metrics_port": metrics_port})
-    # uvicorn re-raises the signal that stopped it once it is done; with these handlers in place
-    # that re-raise is a no-op, so a drained gateway exits with status 0.
+    # Until uvicorn installs its own handlers (and after it restores these), a stop signal asks
+    # the server to exit: one that arrives while the app is still being built is not lost, and
+    # uvicorn's re-raise of the signal that stopped it is harmless, so a drained gateway exits 0.
+    def stop(_signum: int, _frame: object) -> None:
+        server.should_exit = True
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: None)
+        signal.signal(signum, stop)
+    # A --workers child starts with these blocked (see gateway.cli): pending ones arrive now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     server.run(sockets=sockets)

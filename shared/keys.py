@@ -93,9 +93,6 @@ class Keys:
     def health(self, component: str, node: str) -> str:
         return f"{self.prefix}:health:{component}:{node}"
 
-    def health_pattern(self, component: str = "*") -> str:
-        return f"{self.prefix}:health:{component}:*"
-
     # --- the layout of releases before hash tags, for migrate-keys ---------------------------
 
     def legacy_stream(self, event_type: str) -> str:
@@ -103,6 +100,3 @@ class Keys:
 
     def legacy_meta(self, event_type: str) -> str:
         return f"{self.prefix}:meta:{event_type}"
-
-    def legacy_stream_prefix(self) -> str:
-        return f"{self.prefix}:stream:"

@@ -27,8 +27,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import redis
 import redis.asyncio
 import redis.asyncio.retry
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from shared.errors import ConfigError
 
@@ -135,31 +133,6 @@ def client_options(name: str, socket_timeout: float | None, extra: dict[str, Any
     }
     options.update(extra)
     return options
-
-
-def _single(url: str) -> str:
-    target = parse_redis_url(url)
-    if target.kind != "single":
-        raise ConfigError(f"this tool needs a single Redis server URL, not {target.kind}: "
-                          f"{describe(url)}")
-    return url
-
-
-def async_client(
-    url: str, *, name: str = "tickstream", socket_timeout: float | None = 10.0, **extra: Any
-) -> redis.asyncio.Redis:
-    """A client of one server (``redis://``, ``rediss://``, ``unix://``)."""
-    options = client_options(name, socket_timeout, extra)
-    options["retry"] = redis.asyncio.retry.Retry(NoBackoff(), 0)
-    return redis.asyncio.Redis.from_url(_single(url), **options)
-
-
-def sync_client(
-    url: str, *, name: str = "tickstream", socket_timeout: float | None = 10.0, **extra: Any
-) -> redis.Redis:
-    options = client_options(name, socket_timeout, extra)
-    options["retry"] = Retry(NoBackoff(), 0)
-    return redis.Redis.from_url(_single(url), **options)
 
 
 # The exceptions that mean "the connection failed; the command may or may not have run".

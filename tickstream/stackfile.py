@@ -110,7 +110,9 @@ def write(folder: Path, settings: Mapping[str, str]) -> Path:
     body = {"pid": os.getpid(), "start_time": _start_time(os.getpid()), "settings": dict(settings)}
     path = folder / STACK_FILE
     tmp = path.with_name(f"{STACK_FILE}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()  # a leftover (or a symlink) must not lend its mode or target
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(json.dumps(body, indent=2) + "\n")
     os.replace(tmp, path)

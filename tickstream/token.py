@@ -139,9 +139,11 @@ def run(args: argparse.Namespace) -> int:
     ttl = parse_ttl(args.ttl)
     has_key = (args.jwt_secret is not None or args.jwt_private_key is not None
                or "JWT_PRIVATE_KEY" in os.environ)
+    # The stack's audience and issuer go with the stack's key: a key given here is for another
+    # deployment, whose gateways would refuse claims they were not configured for.
     wanted = {"JWT_SECRET": has_key,
-              "JWT_AUDIENCE": args.jwt_audience is not None,
-              "JWT_ISSUER": args.jwt_issuer is not None}
+              "JWT_AUDIENCE": has_key or args.jwt_audience is not None,
+              "JWT_ISSUER": has_key or args.jwt_issuer is not None}
     found = stackfile.resolve("token", wanted)
     overrides: dict[str, Any] = {name.lower(): Secret(v) if name == "JWT_SECRET" else v
                                  for name, v in found.items()}

@@ -46,6 +46,7 @@ class BlockingClient:
         self._lock = threading.Lock()
         self._started = False
         self._closed = False
+        self._closing: asyncio.Task[None] | None = None
 
     # --- life cycle ------------------------------------------------------------------------------
 
@@ -100,7 +101,8 @@ class BlockingClient:
         for sub in subs:
             sub.halt()
         if self._runner.in_loop_thread():  # from a status callback: finish on the loop itself
-            self._runner.loop.create_task(self._close_here())
+            # Held on self: the loop keeps only a weak reference to its tasks.
+            self._closing = self._runner.loop.create_task(self._close_here())
             return
         if self._runner.running:
             try:

@@ -392,15 +392,3 @@ async def test_the_token_goes_in_the_first_message_not_the_url(page: Page, redis
         await start_client(page, gw.url, "trade_executed", token=alice, auth="query")
         assert await js(page, "window.ws.status.user") == "alice"
         assert f"token={alice}" in await js(page, "window.ws._ws.url")
-
-
-async def test_a_frame_over_the_limit_1009_stops_for_good(page: Page, redis_url: str) -> None:
-    # the protocol says stop on 1009: reconnecting would only send the same frame again
-    async with running_gateway(redis_url) as gw:
-        await open_harness(page, gw.http)
-        await start_client(page, gw.url, None)
-        await until_js(page, "window.ws.status.state === 'connected'", what="connected")
-        await js(page, "window.ws._ws.send('x'.repeat(1024 * 1024 + 1024))")  # MAX_FRAME_BYTES: 1 MiB
-        await until_js(page, "window.ws.status.state === 'disconnected'", timeout=20, what="stopped")
-        assert (await js(page, "window.ws.status"))["error"]["code"] == 1009
-        assert await js(page, "window.ws.stats.connects") == 1
