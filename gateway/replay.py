@@ -219,8 +219,11 @@ class Replayer:
             await asyncio.sleep(0)  # pages from shared history never wait: let others run
             scanned += len(page)
             if scanned >= self._max_events:
-                # More than one connection may carry: the client resumes from what it got.
-                sub.slow(f"replay passed {self._max_events} events")
+                # More than one connection may carry: the client resumes from what it got, so
+                # what is queued goes out before the close (a close drops pending output).
+                await sub.writer.wait_below(0.0)
+                if not sub.gone:
+                    sub.slow(f"replay passed {self._max_events} events")
                 return None
         return delivered
 

@@ -42,6 +42,7 @@ class FakeSocket:
         self.opcodes: set[str] = set()  # how send_now was told to send them
         self.types: set[type] = set()
         self.paused = False  # a client that stopped reading: the fast path refuses
+        self._resumed = asyncio.Event()
         self.close_code: int | None = None
         self.close_reason = ""
 
@@ -53,10 +54,14 @@ class FakeSocket:
         self.frames.extend(frames)
         return True
 
-    async def send(self, frame: Frame) -> None:  # the slow path: never completes while paused
+    async def send(self, frame: Frame) -> None:  # the slow path: waits while paused
         while self.paused:
-            await asyncio.Event().wait()
+            await self._resumed.wait()
         self.frames.append(frame)
+
+    def resume(self) -> None:
+        self.paused = False
+        self._resumed.set()
 
     async def close(self, code: int, reason: str) -> None:
         self.close_code, self.close_reason = code, reason
@@ -314,6 +319,22 @@ async def test_a_replay_past_its_bound_is_closed_with_4008_after_a_clean_prefix(
         assert await client.closed() == p.CLOSE_SLOW
         assert "replay passed 200 events" in client.socket.close_reason
         assert client.offsets("t") == old[1:201]  # what it got is exact: it resumes from there
+
+
+async def test_a_replay_cut_at_its_bound_writes_what_it_queued_before_the_close() -> None:
+    # a client far behind converges: each connection carries REPLAY_MAX_EVENTS events, even
+    # when the transport was slow to take them (a close drops whatever is still queued)
+    async with running_core(replay_page=50, replay_max_events=200) as core:
+        old = await core.publish("t", 1000)
+        state = await core.broker.state("t")
+        client = core.client()
+        client.socket.paused = True
+        await client.send({"op": "subscribe", "event_type": "t", "since": old[0], "epoch": state.epoch})
+        await until(lambda: client.session.writer.queued_bytes > 10_000 or client.socket.close_code,
+                    timeout=WAIT, what="the replay queued")
+        client.socket.resume()
+        assert await client.closed() == p.CLOSE_SLOW
+        assert client.offsets("t") == old[1:201]
 
 
 async def test_a_client_that_stops_reading_is_closed_with_4008_and_others_are_not() -> None:
