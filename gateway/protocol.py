@@ -23,6 +23,10 @@ from shared.events import is_event_type, is_symbol
 from shared.offsets import Offset, parse_offset
 from shared.protocol import *  # the protocol names, defined once for server and clients
 
+# The gateway's own failure to write (clients treat it like a lost connection: reconnect and
+# resume from the last event received). Not in shared/protocol.py: clients need no name for it.
+CLOSE_INTERNAL = 1011
+
 SEND_NOW = "tickstream.send_now"  # ASGI extension: synchronous frame writes (gateway/server.py)
 
 MAX_SYMBOLS = 1000

@@ -85,7 +85,8 @@ class Session:
         self.subs: dict[str, Subscription] = {}
         self.writer = Writer(send, wire, max_bytes=settings.slow_client_max_bytes, batch=batch,
                              batch_ms=batch_ms, on_latency=ctx.metrics.latency.observe,
-                             send_now=send_now, flusher=ctx.flusher)
+                             send_now=send_now, flusher=ctx.flusher,
+                             on_failure=lambda: self.close(p.CLOSE_INTERNAL, "send failed"))
         self.log = conn_logger(log, self.id)
         self._close = close
         # subscribe tasks still running, with the id of the subscribe each one answers

@@ -23,6 +23,7 @@ In batch mode the pending messages become as few frames as the frame budget allo
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from itertools import chain
@@ -33,6 +34,9 @@ from gateway.values import Frame
 SendFn = Callable[[Frame], Awaitable[None]]
 SendNowFn = Callable[[list[Frame], bool], bool]  # (frames, binary): False if it cannot now
 LatencyFn = Callable[[float], None]
+FailureFn = Callable[[], None]
+
+log = logging.getLogger("tickstream.gateway.writer")
 
 FRAME_BUDGET = 256 * 1024  # a batch frame is cut at about this many bytes
 
@@ -66,11 +70,13 @@ class Writer:
     """Owns one connection's outgoing queue: its byte limit, its flushes and its send counts.
 
     It never closes the connection itself (a failed push returns False and the session decides);
-    it only stops writing when the peer is gone mid-send.
+    it stops writing when a send fails, and then calls ``on_failure`` (the session closes the
+    connection with 1011, so the client resumes from the last event it received: frames taken
+    for a send that failed are never silently dropped behind an open connection).
     """
 
     __slots__ = (
-        "_busy", "_chunks", "_drained", "_flusher", "_inflight", "_oldest_ts", "_on_latency",
+        "_busy", "_chunks", "_drained", "_flusher", "_inflight", "_oldest_ts", "_on_failure", "_on_latency",
         "_scheduled", "_send", "_send_now", "_stalled", "_task", "batch", "batch_delay",
         "bytes_sent", "closed", "frames_sent", "last_activity", "max_bytes", "messages_sent",
         "pending_bytes", "pending_count", "wire",
@@ -80,8 +86,10 @@ class Writer:
         self, send: SendFn, wire: Wire, *, max_bytes: int, batch: bool = False,
         batch_ms: float = 0.0, on_latency: LatencyFn | None = None,
         send_now: SendNowFn | None = None, flusher: Flusher | None = None,
+        on_failure: FailureFn | None = None,
     ) -> None:
         self._send = send
+        self._on_failure = on_failure
         self._send_now = send_now
         self._flusher = flusher if send_now is not None else None
         self.wire = wire
@@ -145,7 +153,13 @@ class Writer:
             return
         assert self._send_now is not None
         taken = self._take()
-        if self._send_now(taken[0], self.wire.binary):
+        try:
+            written = self._send_now(taken[0], self.wire.binary)
+        except Exception:  # the transport adapter broke: never leave the taken frames unsaid
+            log.exception("the send path failed: closing the connection so that the client resumes")
+            self._fail()
+            return
+        if written:
             self._sent(taken)
         else:  # the client is not reading fast enough: its task waits for the transport
             self._stalled = taken
@@ -194,8 +208,8 @@ class Writer:
                     await self._send(frame)
                 self._inflight -= taken[2]
                 self._sent(taken)
-        except Exception:  # the peer went away mid-send: nothing more can be written
-            self.close()
+        except Exception:  # the peer went away mid-send (or the send broke): nothing more goes out
+            self._fail()
         finally:
             self._busy = False
 
@@ -215,6 +229,11 @@ class Writer:
         if current:
             frames.append(pack(current))
         return frames
+
+    def _fail(self) -> None:
+        self.close()
+        if self._on_failure is not None:
+            self._on_failure()
 
     def close(self) -> None:
         self.closed = True

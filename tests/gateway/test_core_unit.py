@@ -42,11 +42,14 @@ class FakeSocket:
         self.opcodes: set[str] = set()  # how send_now was told to send them
         self.types: set[type] = set()
         self.paused = False  # a client that stopped reading: the fast path refuses
+        self.broken = False
         self._resumed = asyncio.Event()
         self.close_code: int | None = None
         self.close_reason = ""
 
     def send_now(self, frames: list[Frame], binary: bool) -> bool:
+        if self.broken:  # e.g. a transport adapter whose library moved an attribute
+            raise AttributeError("'WebSocketsSansIOProtocol' object has no attribute 'conn'")
         if self.paused:
             return False
         self.opcodes.add("binary" if binary else "text")
@@ -335,6 +338,22 @@ async def test_a_replay_cut_at_its_bound_writes_what_it_queued_before_the_close(
         client.socket.resume()
         assert await client.closed() == p.CLOSE_SLOW
         assert client.offsets("t") == old[1:201]
+
+
+async def test_a_send_path_that_breaks_closes_with_1011_so_the_client_resumes() -> None:
+    # frames taken for a send that raised must not vanish behind a connection left open
+    async with running_core() as core:
+        broken, fine = core.client(), core.client()
+        for client in (broken, fine):
+            await client.subscribe("t")
+        first = await core.publish("t")
+        await until(lambda: broken.offsets("t") == first == fine.offsets("t"), timeout=WAIT,
+                    what="the first event")
+        broken.socket.broken = True
+        later = await core.publish("t", 3)
+        assert await broken.closed() == 1011
+        await until(lambda: fine.offsets("t") == first + later, timeout=WAIT, what="the others")
+        assert broken.offsets("t") == first  # it resumes from there, with the three after it
 
 
 async def test_a_client_that_stops_reading_is_closed_with_4008_and_others_are_not() -> None:
