@@ -27,7 +27,9 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
+from websockets.protocol import State
 
+from gateway import wsframe
 from gateway.app import GatewayApp, create_app
 from gateway.metrics import GatewayMetrics
 from gateway.protocol import CLOSE_HEARTBEAT, SEND_NOW
@@ -210,6 +212,13 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
                 or not self.writable.is_set() or self.transport.is_closing()):
             return False
         conn = self.conn
+        if not conn.extensions:
+            # No extension negotiated: a frame is a fixed header and the payload, framed here
+            # (the library's per-frame objects cost more than the rest of a delivery).
+            if conn.state is not State.OPEN:
+                return False
+            self.transport.write(wsframe.frames(frames, binary))
+            return True
         send = conn.send_binary if binary else conn.send_text
         try:
             for frame in frames:

@@ -22,7 +22,7 @@ SANS_IO = ["ingestor/binance", "ingestor/orderbook.py", "ingestor/normalize.py",
            "shared/client/options.py", "shared/client/errors.py", "shared/client/checks.py",
            "gateway/recovery.py",
            "gateway/protocol.py", "ingestor/lease.py", "gateway/conflate.py",
-           "gateway/values.py", "gateway/ratelimit.py"]
+           "gateway/values.py", "gateway/ratelimit.py", "gateway/wsframe.py"]
 IO_MODULES = {"asyncio", "socket", "websockets", "redis", "httpx", "uvicorn", "starlette"}
 
 
