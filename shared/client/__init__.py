@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from shared.client.blocking import BlockingClient, connect_sync
+from shared.client.blocking import BlockingClient, blocking
 from shared.client.blocking_subscription import BlockingSubscription
 from shared.client.client import Client
 from shared.client.errors import (
@@ -82,3 +82,6 @@ def connect(
         origin=origin,
     )
     return Client(url, token=token, options=options)
+
+
+connect_sync = blocking(connect)

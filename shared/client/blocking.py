@@ -18,29 +18,30 @@ and token providers run on the client's thread; ``on_event`` callbacks on a thre
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from types import TracebackType
+from typing import ParamSpec
 
 from shared.client.blocking_subscription import BlockingSubscription, EventCallback
 from shared.client.client import Client, ResetCallback, StatusCallback
 from shared.client.errors import ClientClosed
 from shared.client.loopthread import LoopThread
 from shared.client.model import Status
-from shared.client.options import ClientOptions, Format
 from shared.client.subscription import Subscription
-from shared.client.tokens import TokenSource
 
 log = logging.getLogger("tickstream.client")
+P = ParamSpec("P")
 
 
 class BlockingClient:
     """A Tickstream client for synchronous code. Create it with :func:`connect_sync`."""
 
-    def __init__(self, url: str | Sequence[str], *, token: TokenSource = None,
-                 options: ClientOptions | None = None) -> None:
-        self._client = Client(url, token=token, options=options)  # checks the arguments here
+    def __init__(self, client: Client) -> None:
+        self._client = client
         self._runner = LoopThread(f"tickstream-{self._client.id}")
         self._subs: list[BlockingSubscription] = []
         self._lock = threading.Lock()
@@ -218,30 +219,18 @@ class BlockingClient:
         return callback
 
 
+def blocking(connect: Callable[P, Client]) -> Callable[P, BlockingClient]:
+    """``connect`` (same arguments, checked at once), giving a :class:`BlockingClient`."""
 
-def connect_sync(
-    url: str | Sequence[str],
-    *,
-    token: TokenSource = None,
-    format: Format = "json",
-    batch: bool = False,
-    batch_ms: int | None = None,
-    queue_size: int = 10_000,
-    heartbeat_timeout: float = 10.0,
-    ping_interval: float = 15.0,
-    open_timeout: float = 10.0,
-    reconnect_base: float = 0.5,
-    reconnect_cap: float = 30.0,
-    stable_after: float = 30.0,
-    origin: str | None = None,
-) -> BlockingClient:
-    """A blocking client for the gateway(s) at ``url``; use it as ``with connect_sync(...) as ts``
-    (or call ``ts.subscribe()`` at once: it starts the client). The arguments are
-    :func:`shared.client.connect`'s."""
-    options = ClientOptions(
-        format=format, batch=batch, batch_ms=batch_ms, queue_size=queue_size,
-        heartbeat_timeout=heartbeat_timeout, ping_interval=ping_interval, open_timeout=open_timeout,
-        reconnect_base=reconnect_base, reconnect_cap=reconnect_cap, stable_after=stable_after,
-        origin=origin,
-    )
-    return BlockingClient(url, token=token, options=options)
+    @functools.wraps(connect)
+    def connect_sync(*args: P.args, **kwargs: P.kwargs) -> BlockingClient:
+        return BlockingClient(connect(*args, **kwargs))
+
+    connect_sync.__doc__ = (
+        "A blocking client for the gateway(s) at ``url``; use it as ``with connect_sync(...) as ts``"
+        " (or call ``ts.subscribe()`` at once: it starts the client). The arguments are"
+        " :func:`connect`'s.")
+    # help() and IDEs show connect's arguments, returning the blocking client
+    connect_sync.__signature__ = inspect.signature(connect).replace(  # type: ignore[attr-defined]
+        return_annotation="BlockingClient")
+    return connect_sync

@@ -8,10 +8,8 @@ starts a client from page script and watches what it delivers, as an application
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import signal
-from collections.abc import AsyncIterator
 from typing import Any
 
 import jwt as pyjwt
@@ -22,7 +20,7 @@ from playwright.async_api import Page
 from shared.events import Event
 from shared.publisher import AsyncPublisher
 from tests.browser.support import BROWSER_TESTS, FreezeProxy, open_harness
-from tests.support.gateway import GatewayProcess, running_gateway, token
+from tests.support.gateway import running_gateway, running_gateway_process, token
 from tests.support.redis_server import free_port
 from tests.support.waiting import until
 
@@ -87,16 +85,6 @@ class Producer:
         self._stop.set()
         await self._task
         return self.offsets
-
-
-@contextlib.asynccontextmanager
-async def gateway_process(redis_url: str) -> AsyncIterator[GatewayProcess]:
-    gateway = GatewayProcess(redis_url)
-    await gateway.start()
-    try:
-        yield gateway
-    finally:
-        await gateway.stop()
 
 
 # --- pure functions, in the browser -----------------------------------------------------------
@@ -215,7 +203,7 @@ async def test_unsubscribe_and_refused_subscriptions(page: Page, redis_url: str,
 async def test_every_offset_exactly_once_in_order_across_a_gateway_restart(
     page: Page, redis_url: str, pub: AsyncPublisher, sig: int
 ) -> None:
-    async with gateway_process(redis_url) as gateway:
+    async with running_gateway_process(redis_url) as gateway:
         await open_harness(page, f"http://127.0.0.1:{gateway.port}")
         await start_client(page, gateway.url, reconnectCap=2000)
         producer = Producer(pub)
@@ -242,7 +230,7 @@ async def test_every_offset_exactly_once_in_order_across_a_gateway_restart(
 async def test_a_lost_history_reaches_onReset_and_live_events_go_on(
     page: Page, redis_url: str, pub: AsyncPublisher
 ) -> None:
-    async with gateway_process(redis_url) as gateway:
+    async with running_gateway_process(redis_url) as gateway:
         before = await pub.publish_many([Event("custom", {"n": n}) for n in range(5)])
         await open_harness(page, f"http://127.0.0.1:{gateway.port}")
         first = await start_client(page, gateway.url, sub={"since": "0-0"}, reconnectCap=1000)

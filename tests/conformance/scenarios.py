@@ -8,10 +8,9 @@ counts exactly what arrived: the offsets delivered, in order, none missing, none
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +21,7 @@ from shared.keys import Keys
 from shared.publisher import AsyncPublisher
 from tests.conformance.drivers import Driver, Format, Snapshot, TokenSpec
 from tests.conformance.relay import DuplicatingRelay
-from tests.support.gateway import GatewayProcess, running_gateway
+from tests.support.gateway import running_gateway, running_gateway_process
 from tests.support.waiting import until
 
 
@@ -88,22 +87,12 @@ class Producer:
         return self.published
 
 
-@contextlib.asynccontextmanager
-async def gateway_process(redis_url: str) -> AsyncIterator[GatewayProcess]:
-    gateway = GatewayProcess(redis_url)
-    await gateway.start()
-    try:
-        yield gateway
-    finally:
-        await gateway.stop()
-
-
 # --- the scenarios ----------------------------------------------------------------------------
 
 
 async def resume_across_gateway_kill(driver: Driver, env: Env) -> None:
     """SIGKILL the gateway under a steady flow, restart it: every offset once, in order."""
-    async with gateway_process(env.redis_url) as gateway:
+    async with running_gateway_process(env.redis_url) as gateway:
         await driver.start(gateway.url)
         await driver.subscribe("custom")
         producer = Producer(env.pub)

@@ -203,3 +203,14 @@ async def closed_with(ws: ClientConnection, timeout: float = 10) -> int:
         await drain()
     assert info.value.rcvd is not None, "closed without a close frame"
     return info.value.rcvd.code
+
+
+@contextlib.asynccontextmanager
+async def running_gateway_process(redis_url: str, **env: str) -> AsyncIterator[GatewayProcess]:
+    """A ``tickstream gateway`` process for the block (for tests that SIGKILL or restart it)."""
+    gateway = GatewayProcess(redis_url, **env)
+    await gateway.start()
+    try:
+        yield gateway
+    finally:
+        await gateway.stop()
