@@ -133,11 +133,16 @@ async def test_resume_with_since_brings_the_newest_of_each_symbol(
     reply = await second.subscribe("custom", symbols=symbols, since=resume_from, epoch=epoch,
                                    conflate_ms=100)
     assert reply["recovered"] is True and reply["offset"] == resume_from and reply["conflate_ms"] == 100
-    # the replay is conflated: one event per symbol, the newest, in offset order; then live
+    # the replay is conflated: one event per symbol, the newest, in offset order
+    wanted = {s: newest[s] for s in symbols}
+    replayed = sorted(wanted.values(), key=parse_offset)
+    got = await read_until(second, lambda evs: last_per(evs) == wanted)
+    assert [e["offset"] for e in got] == replayed
+    # then live. (Published only once the replay has arrived: published earlier, the marker may
+    # fall in the replay's window and rightly replace the replayed BTCUSDT event.)
     marker = await pub.publish("custom", {"n": "marker"}, symbol="BTCUSDT")
-    got = await read_until(second, lambda evs: bool(evs) and evs[-1]["offset"] == marker)
-    expected = [*sorted([newest["BTCUSDT"], newest["ETHUSDT"]], key=parse_offset), marker]
-    assert [e["offset"] for e in got] == expected
+    got = await read_until(second, lambda evs: evs[-1]["offset"] == marker)
+    assert [e["offset"] for e in got] == [*replayed, marker]
 
     # last=N is conflated the same way: the newest of each symbol among the last N
     third = await Client.open(gw.url)
