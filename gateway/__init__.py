@@ -14,7 +14,7 @@ protocol it calls back (so a layer can be changed without reading the others)::
       │   Subscription (subscription.py, conflate.py)  one connection's filter and position
       │        │ Writer.push_many(frames)                 ▲ started by
       │        ▼                                          │
-      │   Writer (writer.py) ── send_now / send ──► socket (server.py, endpoint.py)
+      │   Writer (writer.py) ── Sink.write_frames ──► socket (server.py, endpoint.py)
       │                                                   │
       └── Session (session.py)  one connection: messages, limits; owns its Subscriptions,
                its Writer, and uses the node's Replayer (replay.py: history, then live;

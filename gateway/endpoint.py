@@ -89,8 +89,8 @@ class WebSocketEndpoint:
             return
 
         async def send_frame(frame: Frame) -> None:
-            # The slow path (a paused transport): ASGI wants a text frame as str. (The fast
-            # path, send_now, writes the JSON bytes as a text frame without decoding them.)
+            # Under an ASGI server other than ours (no tickstream.sink), every frame goes this
+            # way, and ASGI wants a text frame as str.
             if binary:
                 await send({"type": "websocket.send", "bytes": frame})
             else:
@@ -103,8 +103,8 @@ class WebSocketEndpoint:
                 pass
 
         client = scope.get("client") or ("?", 0)
-        send_now = (scope.get("extensions") or {}).get(p.SEND_NOW)
-        session = node.connect(send_frame, close, send_now, p.MSGPACK_WIRE if binary else p.JSON_WIRE,
+        sink = (scope.get("extensions") or {}).get(p.SINK)
+        session = node.connect(send_frame, close, sink, p.MSGPACK_WIRE if binary else p.JSON_WIRE,
                                batch=batch, batch_ms=batch_ms, principal=principal,
                                remote=f"{client[0]}:{client[1]}")
         session.log.info("connected from %s user=%s format=%s batch=%s", session.remote,

@@ -30,7 +30,7 @@ from gateway.replay import Replayer
 from gateway.session import Session, SessionContext
 from gateway.settings import GatewaySettings
 from gateway.values import Frame, StreamEntry
-from gateway.writer import Flusher
+from gateway.writer import Flusher, Sink
 from shared.keys import Keys
 from shared.publisher import AsyncPublisher
 from shared.redisconn import RETRYABLE_ERRORS
@@ -116,7 +116,7 @@ class Node:
         self,
         send: Callable[[Frame], Awaitable[None]],
         close: Callable[[int, str], Coroutine[Any, Any, None]],
-        send_now: Callable[[list[Frame], bool], bool] | None,
+        sink: Sink | None,
         wire: Wire,
         *,
         batch: bool,
@@ -125,7 +125,7 @@ class Node:
         remote: str = "",
     ) -> Session:
         """A new connection's session, registered with the hub (not started)."""
-        session = Session(self.session_context, send, close, send_now, wire, batch=batch,
+        session = Session(self.session_context, send, close, sink, wire, batch=batch,
                           batch_ms=batch_ms, principal=principal, remote=remote)
         self.hub.add(session)
         return session

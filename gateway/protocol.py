@@ -27,7 +27,7 @@ from shared.protocol import *  # the protocol names, defined once for server and
 # resume from the last event received). Not in shared/protocol.py: clients need no name for it.
 CLOSE_INTERNAL = 1011
 
-SEND_NOW = "tickstream.send_now"  # ASGI extension: synchronous frame writes (gateway/server.py)
+SINK = "tickstream.sink"  # ASGI extension: the connection as the writer's Sink (gateway/server.py)
 
 MAX_SYMBOLS = 1000
 MAX_LAST = 100_000

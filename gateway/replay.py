@@ -164,7 +164,7 @@ class Replayer:
                 sub.last = events[-1].pos
                 if isinstance(sub, ConflatedSubscription):
                     sub.hold(events)
-                elif not await self._push_paced(sub, [e.wire(sub.binary) for e in events],
+                elif not await self._push_paced(sub, [e.wire(sub.form) for e in events],
                                                 events[0].ts):
                     return
             if not sub.buffer:
@@ -250,12 +250,12 @@ class Replayer:
         """Queue the replayed entries this subscription may see; None if the connection closed."""
         if isinstance(sub, ConflatedSubscription):
             return await self._hold(sub, entries)
-        binary = sub.binary
+        form = sub.form
         frames: list[bytes] = []
         for entry in entries:
             if sub.visible(entry):
                 try:
-                    frames.append(Encoded.of(entry).wire(binary))
+                    frames.append(Encoded.of(entry).wire(form))
                 except CodecError as exc:  # as live fan-out does: skip it, or every resume fails here
                     log.error("replay skips undecodable entry %s %s: %s", entry.event_type, entry.offset, exc)
         if frames and not await self._push_paced(sub, frames):
@@ -276,7 +276,7 @@ class Replayer:
             sub.scanned = 0
             held = sub.conflater.flush(asyncio.get_running_loop().time())
             if held:
-                if not await self._push_paced(sub, [e.wire(sub.binary) for e in held], held[0].ts):
+                if not await self._push_paced(sub, [e.wire(sub.form) for e in held], held[0].ts):
                     return None
                 await sub.writer.wait_below(0.0)
                 if sub.gone:

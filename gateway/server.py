@@ -5,7 +5,7 @@ pings every ``HEARTBEAT_INTERVAL`` and, on SIGTERM, stops accepting, closes WebS
 and waits ``SHUTDOWN_GRACE`` before running the lifespan shutdown. The changes made to its
 protocols are in :class:`GatewayHttpProtocol` (bounded request heads, answered 414/431 at once)
 and :class:`GatewayWebSocketProtocol` (heartbeat timeout 4001, a handshake refused by the
-WebSocket parser answered instead of left hanging, synchronous frame writes).
+WebSocket parser answered instead of left hanging, synchronous writes of whole frames).
 
 With ``METRICS_PORT`` the same server also listens on a second socket that answers only
 ``GET /metrics`` (:class:`MetricsPortApp`): each process can be scraped as itself even when
@@ -29,10 +29,9 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.exceptions import InvalidState
 from websockets.protocol import State
 
-from gateway import wsframe
 from gateway.app import GatewayApp, create_app
 from gateway.metrics import GatewayMetrics
-from gateway.protocol import CLOSE_HEARTBEAT, SEND_NOW
+from gateway.protocol import CLOSE_HEARTBEAT, SINK
 from gateway.settings import GatewaySettings
 from shared.errors import TickstreamError
 
@@ -174,13 +173,14 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
       uvicorn only writes what the parser produces when a request comes out of it, so these
       refusals stayed unsent and the connection open. (:class:`GatewayHttpProtocol` applies the
       same limits first; this covers whatever else the parser refuses that way.)
-    * The ASGI scope gets the extension ``tickstream.send_now(frames, binary)``: a synchronous
-      call that writes a list of frames (bytes: text frames of JSON, or binary frames of msgpack,
-      as the connection speaks one or the other) with one ``transport.write`` when the
-      connection is open and its transport is not paused, and returns False otherwise (the
-      caller then falls back to the awaiting ASGI ``websocket.send``, which waits for the
-      transport to drain). On the fan-out
-      path this saves a coroutine, a task switch and a system call per frame.
+    * The ASGI scope gets the extension ``tickstream.sink``: the protocol itself, as the
+      writer's :class:`~gateway.writer.Sink`. ``write_frames(frames, binary)`` writes a list of
+      frames with one ``transport.write`` when the connection is open and its transport is not
+      paused, and returns False otherwise; ``drained()`` waits for a paused transport. Without
+      an extension (``framed``) the frames are whole WebSocket frames the gateway built once for
+      every connection, written as they are; with permessage-deflate they are messages, framed
+      and compressed by the library. On the fan-out path this saves the library's per-frame
+      objects, a coroutine, a task switch and a system call per frame.
     """
 
     def data_received(self, data: bytes) -> None:
@@ -195,7 +195,7 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None:
-            scope.setdefault("extensions", {})[SEND_NOW] = self.send_now
+            scope.setdefault("extensions", {})[SINK] = self
 
     async def send(self, message: Any) -> None:
         await super().send(message)
@@ -205,19 +205,26 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
             self.request = None  # type: ignore[assignment]
             self.response = None  # type: ignore[assignment]
 
-    def send_now(self, frames: list[bytes], binary: bool) -> bool:
-        """Write ``frames`` now, as binary (msgpack) or as text frames (JSON: UTF-8 bytes, sent
-        without decoding); False if the connection cannot take them synchronously."""
-        if (self.close_sent or not self.handshake_complete or self.initial_response is not None
-                or not self.writable.is_set() or self.transport.is_closing()):
+    # --- the writer's Sink (gateway.writer) ------------------------------------------------------
+
+    @property
+    def framed(self) -> bool:
+        """Whether ``write_frames`` takes whole frames: no extension was negotiated."""
+        return not self.conn.extensions
+
+    def _open_for_writes(self) -> bool:
+        return not (self.close_sent or not self.handshake_complete or self.initial_response is not None
+                    or self.transport.is_closing() or self.conn.state is not State.OPEN)
+
+    def write_frames(self, frames: list[bytes], binary: bool) -> bool:
+        """Write ``frames`` now with one system call; False if the transport is paused or the
+        connection is closing. Without an extension they are whole frames (see ``framed``);
+        with one they are messages (msgpack, or JSON as text frames), framed by the library."""
+        if not self.writable.is_set() or not self._open_for_writes():
             return False
         conn = self.conn
         if not conn.extensions:
-            # No extension negotiated: a frame is a fixed header and the payload, framed here
-            # (the library's per-frame objects cost more than the rest of a delivery).
-            if conn.state is not State.OPEN:
-                return False
-            self.transport.write(wsframe.frames(frames, binary))
+            self.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
             return True
         send = conn.send_binary if binary else conn.send_text
         try:
@@ -227,6 +234,12 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
             return False
         self.transport.write(b"".join(conn.data_to_send()))
         return True
+
+    async def drained(self) -> bool:
+        """Wait until the transport takes writes again; False once the connection is closing
+        (uvicorn sets ``writable`` when the connection is lost, too)."""
+        await self.writable.wait()
+        return self._open_for_writes()
 
     def keepalive_timeout(self) -> None:
         self.pong_timer = None

@@ -28,7 +28,7 @@ from gateway.replay import Replayer
 from gateway.settings import GatewaySettings
 from gateway.subscription import Subscription, make_subscription
 from gateway.values import Frame
-from gateway.writer import Flusher, Writer
+from gateway.writer import Flusher, Sink, Writer
 from shared.logsetup import conn_logger
 
 log = logging.getLogger("tickstream.gateway.session")
@@ -68,7 +68,7 @@ class Session:
         ctx: SessionContext,
         send: Callable[[Frame], Awaitable[None]],
         close: Callable[[int, str], Coroutine[Any, Any, None]],
-        send_now: Callable[[list[Frame], bool], bool] | None,
+        sink: Sink | None,
         wire: p.Wire,
         *,
         batch: bool,
@@ -85,7 +85,7 @@ class Session:
         self.subs: dict[str, Subscription] = {}
         self.writer = Writer(send, wire, max_bytes=settings.slow_client_max_bytes, batch=batch,
                              batch_ms=batch_ms, on_latency=ctx.metrics.latency.observe,
-                             send_now=send_now, flusher=ctx.flusher,
+                             coalesce_ms=settings.write_coalesce_ms, sink=sink, flusher=ctx.flusher,
                              on_failure=lambda: self.close(p.CLOSE_INTERNAL, "send failed"))
         self.log = conn_logger(log, self.id)
         self._close = close

@@ -83,6 +83,11 @@ class GatewaySettings(PublishSettings):
              "closed with 4008 and the client resumes from its last event; last: N looks back "
              "at most this far",
     )
+    write_coalesce_ms: float = setting(
+        2.0, env="WRITE_COALESCE_MS",
+        help="frames of one connection that become ready within this many ms go out in one write "
+             "(fewer system calls; adds at most this much latency); 0: write on the next loop turn",
+    )
     replay_page: int = setting(1000, env="REPLAY_PAGE", help="XRANGE page size during replay")
     reader_count: int = setting(1000, env="READER_COUNT", help="entries per XREAD and stream")
     reader_block: float = setting(
@@ -143,6 +148,8 @@ class GatewaySettings(PublishSettings):
             raise ValueError("CLIENT_RATE_ABUSE_SECONDS: from 1 to 3600")
         if not 0 < self.reader_block <= 5:
             raise ValueError("READER_BLOCK: more than 0 s and at most 5 s")
+        if not 0 <= self.write_coalesce_ms <= 50:
+            raise ValueError("WRITE_COALESCE_MS: from 0 to 50")
         if self.max_message_bytes > self.max_frame_bytes:
             raise ValueError("MAX_MESSAGE_BYTES cannot exceed MAX_FRAME_BYTES")
         if not self.node:

@@ -54,14 +54,14 @@ class Owner(Protocol):
 class Subscription:
     """One event type a connection receives: its filter, delivery position and live buffer."""
 
-    __slots__ = ("binary", "buffer", "buffer_bytes", "closed", "event_type", "last", "owner",
+    __slots__ = ("buffer", "buffer_bytes", "closed", "event_type", "form", "last", "owner",
                  "recovering", "replied", "symbols", "writer")
 
     def __init__(self, owner: Owner, writer: Writer, event_type: str,
                  symbols: frozenset[str] | None) -> None:
         self.owner = owner
         self.writer = writer
-        self.binary = writer.wire.binary
+        self.form = writer.form  # what the writer queues of an event (gateway.values.Form)
         self.event_type = event_type
         self.symbols = symbols
         self.last: Offset = (0, 0)
@@ -107,7 +107,7 @@ class Subscription:
             self._buffer([event])
         elif event.pos > self.last:
             self.last = event.pos
-            item = event.wire(self.binary)
+            item = event.wire(self.form)
             if not self.writer.push_many([item], len(item), event.ts):
                 self.owner.slow_consumer("outgoing queue full")
 
@@ -118,12 +118,12 @@ class Subscription:
             self._buffer(events)
             return
         if events[0].pos > self.last:
-            items, size = batch.frames(self.binary)
+            items, size = batch.frames(self.form)
         else:  # overlaps what a replay already delivered: keep only the newer ones
             events = [e for e in events if e.pos > self.last]
             if not events:
                 return
-            items = [e.wire(self.binary) for e in events]
+            items = [e.wire(self.form) for e in events]
             size = sum(map(len, items))
         self.last = events[-1].pos
         if not self.writer.push_many(items, size, events[0].ts):
@@ -295,10 +295,10 @@ class ConflatedSubscription(Subscription):
 
     def push(self, events: list[Encoded]) -> None:
         items: list[Frame] = []
-        binary, size = self.binary, 0
+        form, size = self.form, 0
         for event in events:
             try:
-                item = event.wire(binary)
+                item = event.wire(form)
             except CodecError as exc:  # the hub skips it for everyone else too
                 log.error("skipping undecodable entry: %s", exc)
                 continue

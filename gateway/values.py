@@ -1,9 +1,12 @@
-"""The values the gateway's layers hand each other; the bottom of the gateway (imports none of it).
+"""The values the gateway's layers hand each other; the bottom of the gateway.
+
+It imports only :mod:`gateway.wsframe` (frame headers, sans I/O, itself importing nothing).
 
 * :class:`~shared.codec.StreamEntry` -- one stream entry as the broker returns it, its offset
   parsed once (``pos``); the one entry type from the broker to the socket.
-* :class:`Encoded` -- one event as sent to clients: its JSON and msgpack frames, each built at
-  most once and shared by every recipient.
+* :class:`Encoded` -- one event as sent to clients, in each :data:`Form` it is asked for (JSON or
+  msgpack, as a payload or as a whole WebSocket frame), each built at most once and shared by
+  every recipient.
 * :class:`Batch` -- consecutive public events of one type and their shared frame lists.
 * :class:`StreamState` -- a stream's epoch, first retained and last generated offsets.
 * :data:`Frame` -- what the writer queues and the socket sends: always exact ``bytes``, from the
@@ -16,25 +19,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway import wsframe
 from shared import codec
 from shared.codec import StreamEntry
 from shared.offsets import Offset, format_offset
 
-__all__ = ["EMPTY", "Batch", "Encoded", "Frame", "StreamEntry", "StreamState"]
+__all__ = ["EMPTY", "JSON", "JSON_FRAME", "MSGPACK", "MSGPACK_FRAME", "Batch", "Encoded", "Form",
+           "Frame", "StreamEntry", "StreamState", "form_of"]
 
 Frame = bytes  # one WebSocket message: JSON (sent as text) or msgpack (binary), per connection
 
+# What a connection's writer queues of an event: the message (a payload the library or a batch
+# frame wraps) or, where the writer frames itself, the whole WebSocket frame. Server frames are
+# not masked, so a frame is the same bytes for every such connection: built once, shared.
+Form = int
+JSON, MSGPACK, JSON_FRAME, MSGPACK_FRAME = 0, 1, 2, 3
+
+
+def form_of(binary: bool, framed: bool) -> Form:
+    return (JSON_FRAME if framed else JSON) | int(binary)
+
 
 class Encoded:
-    """One event as sent to clients: its JSON and msgpack frames, each made at most once."""
+    """One event as sent to clients, in each :data:`Form` asked for, each made at most once."""
 
-    __slots__ = ("_json", "_msgpack", "entry", "pos")
+    __slots__ = ("_forms", "entry", "pos")
 
     def __init__(self, entry: StreamEntry) -> None:
         self.entry = entry
         self.pos: Offset = entry.pos
-        self._json: bytes | None = None
-        self._msgpack: bytes | None = None
+        self._forms: list[bytes | None] = [None, None, None, None]
 
     @classmethod
     def of(cls, entry: StreamEntry) -> Encoded:
@@ -49,46 +63,43 @@ class Encoded:
     def ts(self) -> int:
         return self.pos[0]
 
-    def json(self) -> bytes:
-        """The JSON frame; raises :class:`~shared.errors.CodecError` if the payload is broken."""
-        if self._json is None:
-            self._json = codec.event_json(self.entry)
-        return self._json
+    def wire(self, form: Form) -> Frame:
+        """The event in ``form``; raises :class:`~shared.errors.CodecError` if it is broken."""
+        made = self._forms[form]
+        if made is None:
+            binary = bool(form & 1)
+            if form >= JSON_FRAME:  # the message is not kept too (cached history holds these)
+                payload = self._forms[form - JSON_FRAME] or self._encode(binary)
+                made = wsframe.header(binary, len(payload)) + payload
+            else:
+                made = self._encode(binary)
+            self._forms[form] = made
+        return made
 
-    def msgpack(self) -> bytes:
-        if self._msgpack is None:
-            self._msgpack = codec.event_msgpack(self.entry)
-        return self._msgpack
-
-    def wire(self, binary: bool) -> Frame:
-        return self.msgpack() if binary else self.json()
+    def _encode(self, binary: bool) -> bytes:
+        return codec.event_msgpack(self.entry) if binary else codec.event_json(self.entry)
 
 
 class Batch:
-    """Consecutive public events of one type, as shared frame lists (built once, on demand).
+    """Consecutive public events of one type, as shared frame lists (built once per form).
 
     Every subscription that takes the whole batch receives the same list object and the same
     byte count: fan-out costs one list append per subscriber, not one per event.
     """
 
-    __slots__ = ("_json", "_msgpack", "events")
+    __slots__ = ("_forms", "events")
 
     def __init__(self, events: list[Encoded]) -> None:
         self.events = events
-        self._json: tuple[list[Frame], int] | None = None
-        self._msgpack: tuple[list[Frame], int] | None = None
+        self._forms: list[tuple[list[Frame], int] | None] = [None, None, None, None]
 
-    def frames(self, binary: bool) -> tuple[list[Frame], int]:
-        """The frames of every event in one format, and their total size in bytes."""
-        if binary:
-            if self._msgpack is None:
-                items: list[Frame] = [e.msgpack() for e in self.events]
-                self._msgpack = (items, sum(map(len, items)))
-            return self._msgpack
-        if self._json is None:
-            items = [e.json() for e in self.events]
-            self._json = (items, sum(map(len, items)))
-        return self._json
+    def frames(self, form: Form) -> tuple[list[Frame], int]:
+        """The frames of every event in one form, and their total size in bytes."""
+        made = self._forms[form]
+        if made is None:
+            items = [e.wire(form) for e in self.events]
+            made = self._forms[form] = (items, sum(map(len, items)))
+        return made
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,16 +6,22 @@ other subscriber of the same events received (nothing is copied per subscriber).
 bounded in bytes: a push that would pass ``max_bytes`` fails, and the session closes the
 connection with 4008 rather than drop events.
 
+The connection's socket is a :class:`Sink`. When it takes whole frames (``framed``: no
+extension was negotiated), the writer's :attr:`~Writer.form` asks subscriptions for events as
+complete WebSocket frames, built once per event and shared by every such connection, and a
+flush is one ``bytes.join`` and one ``transport.write``: nothing is framed per connection.
+
 Flushing has two paths:
 
-* **fast** -- the writer is marked dirty with the node's :class:`Flusher`, which, one loop
-  callback later (or ``batch_ms`` later in batch mode), writes every dirty writer's frames with
-  one synchronous ``send_now(frames, binary)`` each (``binary``: the connection's wire format,
-  so JSON goes out as text frames): one system call per connection per flush, no coroutine,
-  no task switch;
-* **slow** -- when ``send_now`` refuses (the client's transport is paused because it does not
-  read fast enough), the writer's own task takes over and awaits the ASGI ``send`` frame by
-  frame until the transport drains. A slow client only ever delays its own task.
+* **fast** -- the writer is marked dirty with the node's :class:`Flusher`, which writes every
+  dirty writer's frames with one synchronous ``sink.write_frames(frames, binary)`` each: one system
+  call per connection per flush, no coroutine, no task switch. The flush comes ``coalesce_ms``
+  after the first frame became ready (``batch_ms`` in batch mode), so the frames of that
+  window go out in one write, in order; 0 flushes on the next loop iteration;
+* **slow** -- when the sink refuses (the client's transport is paused because it does not read
+  fast enough), the writer's own task takes over and waits for the transport to drain. A slow
+  client only ever delays its own task. (Without a sink, e.g. under another ASGI server, the
+  task is the only path and awaits the ASGI ``send`` frame by frame.)
 
 In batch mode the pending messages become as few frames as the frame budget allows.
 """
@@ -27,18 +33,36 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from itertools import chain
+from typing import Protocol
 
+from gateway import wsframe
 from gateway.protocol import Wire
-from gateway.values import Frame
+from gateway.values import Form, Frame, form_of
 
 SendFn = Callable[[Frame], Awaitable[None]]
-SendNowFn = Callable[[list[Frame], bool], bool]  # (frames, binary): False if it cannot now
 LatencyFn = Callable[[float], None]
 FailureFn = Callable[[], None]
 
 log = logging.getLogger("tickstream.gateway.writer")
 
 FRAME_BUDGET = 256 * 1024  # a batch frame is cut at about this many bytes
+
+
+class Sink(Protocol):
+    """The server's end of one connection, as the writer writes to it."""
+
+    @property
+    def framed(self) -> bool:
+        """True if :meth:`write_frames` takes whole WebSocket frames (no extension was
+        negotiated); False if it takes messages and frames them itself (permessage-deflate)."""
+
+    def write_frames(self, frames: list[Frame], binary: bool) -> bool:
+        """Write now, in order, with one system call; False (nothing written) if the transport
+        is paused or the connection is closing. ``binary``: msgpack, else JSON as text frames."""
+
+    async def drained(self) -> bool:
+        """Wait until a paused transport drains: True if :meth:`write_frames` may then be
+        called, False once the connection is closing."""
 
 
 class Flusher:
@@ -77,25 +101,29 @@ class Writer:
 
     __slots__ = (
         "_busy", "_chunks", "_drained", "_flusher", "_inflight", "_oldest_ts", "_on_failure", "_on_latency",
-        "_scheduled", "_send", "_send_now", "_stalled", "_task", "batch", "batch_delay",
-        "bytes_sent", "closed", "frames_sent", "last_activity", "max_bytes", "messages_sent",
+        "_scheduled", "_send", "_sink", "_stalled", "_task", "batch", "bytes_sent", "closed", "delay",
+        "form", "framed", "frames_sent", "last_activity", "max_bytes", "messages_sent",
         "pending_bytes", "pending_count", "wire",
     )
 
     def __init__(
         self, send: SendFn, wire: Wire, *, max_bytes: int, batch: bool = False,
-        batch_ms: float = 0.0, on_latency: LatencyFn | None = None,
-        send_now: SendNowFn | None = None, flusher: Flusher | None = None,
+        batch_ms: float = 0.0, coalesce_ms: float = 0.0, on_latency: LatencyFn | None = None,
+        sink: Sink | None = None, flusher: Flusher | None = None,
         on_failure: FailureFn | None = None,
     ) -> None:
         self._send = send
         self._on_failure = on_failure
-        self._send_now = send_now
-        self._flusher = flusher if send_now is not None else None
+        self._sink = sink
+        self._flusher = flusher if sink is not None else None
         self.wire = wire
         self.max_bytes = max_bytes
         self.batch = batch
-        self.batch_delay = batch_ms / 1000.0 if batch else 0.0
+        # how long after the first ready frame the flush comes (see the module's docstring)
+        self.delay = (batch_ms if batch else coalesce_ms) / 1000.0
+        self.framed = sink is not None and sink.framed  # what is queued is whole frames
+        # what subscriptions queue of an event: batch mode packs messages into batch frames
+        self.form: Form = form_of(wire.binary, self.framed and not batch)
         self._chunks: list[list[Frame]] = []
         self.pending_bytes = 0  # queued, not yet taken for sending
         self.pending_count = 0
@@ -117,6 +145,8 @@ class Writer:
 
     def push(self, item: Frame) -> bool:
         """Queue one encoded control message."""
+        if self.framed and not self.batch:
+            item = wsframe.header(self.wire.binary, len(item)) + item
         return self.push_many([item], len(item))
 
     def push_many(self, items: list[Frame], size: int, ts: int = 0) -> bool:
@@ -135,7 +165,7 @@ class Writer:
             self._kick()
         elif not self._scheduled:
             self._scheduled = True
-            self._flusher.mark(self, self.batch_delay)
+            self._flusher.mark(self, self.delay)
         return True
 
     async def wait_below(self, fraction: float = 0.5) -> None:
@@ -151,10 +181,10 @@ class Writer:
         self._scheduled = False
         if self.closed or self._busy or self._stalled is not None or not self._chunks:
             return
-        assert self._send_now is not None
+        assert self._sink is not None
         taken = self._take()
         try:
-            written = self._send_now(taken[0], self.wire.binary)
+            written = self._sink.write_frames(taken[0], self.wire.binary)
         except Exception:  # the transport adapter broke: never leave the taken frames unsaid
             log.exception("the send path failed: closing the connection so that the client resumes")
             self._fail()
@@ -174,6 +204,9 @@ class Writer:
             frames = self._pack(chunks, size)
         else:
             frames = chunks[0] if len(chunks) == 1 else list(chain.from_iterable(chunks))
+        if self.framed and self.batch:  # batch frames are this connection's own: framed here
+            binary = self.wire.binary
+            frames = [wsframe.header(binary, len(f)) + f for f in frames]
         return frames, count, size, oldest
 
     def _sent(self, taken: Taken) -> None:
@@ -193,10 +226,11 @@ class Writer:
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
-        """The slow path (and the only path without ``send_now``): runs until nothing is left."""
-        if self._flusher is None and self.batch_delay and self.pending_count < 64:
-            await asyncio.sleep(self.batch_delay)  # let a burst fill the frame
+        """The slow path (and the only path without a sink): runs until nothing is left."""
+        if self._flusher is None and self.delay and self.pending_count < 64:
+            await asyncio.sleep(self.delay)  # let a burst fill the frame
         self._busy = True
+        sink = self._sink
         try:
             while not self.closed and (self._stalled is not None or self._chunks):
                 if self._stalled is not None:
@@ -204,8 +238,13 @@ class Writer:
                 else:
                     taken = self._take()
                     self._inflight += taken[2]
-                for frame in taken[0]:
-                    await self._send(frame)
+                if sink is None:
+                    for frame in taken[0]:
+                        await self._send(frame)
+                else:
+                    while not sink.write_frames(taken[0], self.wire.binary):
+                        if not await sink.drained():
+                            return  # the connection is closing: the client resumes
                 self._inflight -= taken[2]
                 self._sent(taken)
         except Exception:  # the peer went away mid-send (or the send broke): nothing more goes out

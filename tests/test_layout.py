@@ -140,4 +140,5 @@ def test_gateway_modules_import_each_other_in_one_direction() -> None:
     """No cycle among gateway modules, counting imports under ``if TYPE_CHECKING:`` too."""
     graph = {path.stem: gateway_imports(path) for path in sorted((ROOT / "gateway").glob("*.py"))}
     assert graph["hub"] <= {"values"}, "the hub knows subscribers only by its protocol"
+    assert graph["values"] <= {"wsframe"} and graph["wsframe"] == set(), "the bottom of the gateway"
     assert import_cycles(graph) == []

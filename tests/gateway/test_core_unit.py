@@ -28,43 +28,23 @@ from gateway.session import Session
 from gateway.settings import GatewaySettings
 from gateway.values import Frame
 from shared.settings import Secret
+from tests.support.sink import RecordingSink
 from tests.support.waiting import until
 
 WAIT = 5.0  # seconds any one condition may take
 SECRET = "a unit-test secret of at least 32 bytes"
 
 
-class FakeSocket:
+class FakeSocket(RecordingSink):
     """The client's end of one connection: every frame written, and the close."""
 
-    def __init__(self) -> None:
-        self.frames: list[Frame] = []
-        self.opcodes: set[str] = set()  # how send_now was told to send them
-        self.types: set[type] = set()
-        self.paused = False  # a client that stopped reading: the fast path refuses
-        self.broken = False
-        self._resumed = asyncio.Event()
+    def __init__(self, framed: bool = True) -> None:
+        super().__init__(framed)
         self.close_code: int | None = None
         self.close_reason = ""
 
-    def send_now(self, frames: list[Frame], binary: bool) -> bool:
-        if self.broken:  # e.g. a transport adapter whose library moved an attribute
-            raise AttributeError("'WebSocketsSansIOProtocol' object has no attribute 'conn'")
-        if self.paused:
-            return False
-        self.opcodes.add("binary" if binary else "text")
-        self.types.update(map(type, frames))
-        self.frames.extend(frames)
-        return True
-
-    async def send(self, frame: Frame) -> None:  # the slow path: waits while paused
-        while self.paused:
-            await self._resumed.wait()
-        self.frames.append(frame)
-
-    def resume(self) -> None:
-        self.paused = False
-        self._resumed.set()
+    async def send(self, frame: Frame) -> None:  # the ASGI path: not used when there is a sink
+        raise AssertionError("frames go through the sink")
 
     async def close(self, code: int, reason: str) -> None:
         self.close_code, self.close_reason = code, reason
@@ -73,11 +53,12 @@ class FakeSocket:
 class Client:
     """A session on a fake socket, read back as a client reads its frames."""
 
-    def __init__(self, node: Node, principal: Principal | None, binary: bool, batch: bool) -> None:
+    def __init__(self, node: Node, principal: Principal | None, binary: bool, batch: bool,
+                 framed: bool = True) -> None:
         self.binary = binary
-        self.socket = FakeSocket()
+        self.socket = FakeSocket(framed)
         self.session: Session = node.connect(
-            self.socket.send, self.socket.close, self.socket.send_now,
+            self.socket.send, self.socket.close, self.socket,
             p.MSGPACK_WIRE if binary else p.JSON_WIRE, batch=batch, batch_ms=1 if batch else 0,
             principal=principal, remote="test")
         self.session.start()
@@ -128,10 +109,10 @@ class Core:
         self.clients: list[Client] = []
 
     def client(self, user: str | None = None, *, admin: bool = False, binary: bool = False,
-               batch: bool = False) -> Client:
+               batch: bool = False, framed: bool = True) -> Client:
         roles = frozenset({"admin"} if admin else ())
         principal = Principal(user, roles, None) if user is not None else None
-        client = Client(self.node, principal, binary, batch)
+        client = Client(self.node, principal, binary, batch, framed)
         self.clients.append(client)
         return client
 
@@ -163,12 +144,13 @@ async def running_core(max_len: int = 100_000, **settings: Any) -> AsyncIterator
 # --- order, and the seam between history and live ----------------------------------------------
 
 
-@pytest.mark.parametrize(("binary", "batch"), [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("framed", [True, False], ids=["framed", "deflate"])
+@pytest.mark.parametrize(("binary", "batch"), [(False, False), (True, False), (False, True), (True, True)])
 async def test_live_events_arrive_in_offset_order_per_type_as_text_or_binary_frames(
-    binary: bool, batch: bool
+    binary: bool, batch: bool, framed: bool
 ) -> None:
     async with running_core() as core:
-        client = core.client(binary=binary, batch=batch)
+        client = core.client(binary=binary, batch=batch, framed=framed)
         await client.subscribe("a")
         await client.subscribe("b")
         for _ in range(50):  # interleaved types, several events per read

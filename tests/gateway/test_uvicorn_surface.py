@@ -23,6 +23,7 @@ from uvicorn.protocols.websockets import websockets_sansio_impl
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = ROOT / "gateway" / "server.py"
+SINK_NAMES = ("framed", "write_frames", "drained", "_open_for_writes")  # gateway.writer.Sink
 BASES = {
     "HttpToolsProtocol": httptools_impl.HttpToolsProtocol,
     "WebSocketsSansIOProtocol": websockets_sansio_impl.WebSocketsSansIOProtocol,
@@ -80,8 +81,10 @@ def test_every_uvicorn_name_a_subclass_uses_exists(name: str) -> None:
     assert missing == [], f"{name}: uvicorn {version('uvicorn')} has no {missing}"
     # the methods the subclass overrides exist on the base (else they are never called)
     overridden = {n.name for n in cls.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
-                  and not n.name.startswith("_") and n.name not in ("send_now",)}
+                  and not n.name.startswith("_") and n.name not in SINK_NAMES}
     assert sorted(n for n in overridden if not hasattr(base, n)) == []
+    # and the writer's Sink methods are ours: uvicorn has none of these names to shadow
+    assert sorted(n for n in SINK_NAMES if _provided_by(base, n)) == []
 
 
 def test_the_module_level_names_used_exist() -> None:

@@ -5,35 +5,41 @@ from __future__ import annotations
 import asyncio
 import random
 
+import msgpack
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.protocol import JSON_WIRE
-from gateway.values import Frame
+from gateway.values import Encoded, Frame, StreamEntry
 from gateway.writer import Flusher, Writer
+from tests.support.sink import RecordingSink
 from tests.support.waiting import until
 
 
-class Transport:
-    """Stands in for a client socket that sometimes stops taking data (a paused transport)."""
+class Transport(RecordingSink):
+    """A connection whose transport sometimes stops taking data (a paused transport)."""
 
-    def __init__(self, refusals: list[bool]) -> None:
+    def __init__(self, refusals: list[bool], framed: bool = True) -> None:
+        super().__init__(framed)
         self.refusals = refusals
-        self.frames: list[Frame] = []
-        self.slow_sends = 0
 
-    def send_now(self, frames: list[Frame], binary: bool) -> bool:
+    def write_frames(self, frames: list[Frame], binary: bool) -> bool:
         assert not binary, "a JSON connection's frames go out as text"
         if self.refusals and self.refusals.pop(0):
             return False
-        self.frames.extend(frames)
+        return super().write_frames(frames, binary)
+
+    async def drained(self) -> bool:
+        await asyncio.sleep(0)  # the transport drained after a loop turn
         return True
 
     async def send(self, frame: Frame) -> None:
-        self.slow_sends += 1
-        await asyncio.sleep(0)
-        self.frames.append(frame)
+        raise AssertionError("with a sink, the writer never uses the ASGI send")
+
+
+def entry(n: int) -> StreamEntry:
+    return StreamEntry("t", f"{n + 1}-0", (n + 1, 0), "", "", msgpack.packb({"n": n}))
 
 
 def messages(frames: list[Frame], batch: bool) -> list[int]:
@@ -42,26 +48,27 @@ def messages(frames: list[Frame], batch: bool) -> list[int]:
         value = orjson.loads(frame)
         if isinstance(value, list):  # a batch frame; a lone message may go out unwrapped
             assert batch, "arrays only in batch mode"
-            out += [v["n"] for v in value]
+            out += [v["data"]["n"] for v in value]
         else:
-            out.append(value["n"])
+            out.append(value["data"]["n"])
     return out
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.booleans(), max_size=30), st.booleans(), st.integers(0, 2**32))
+@given(st.lists(st.booleans(), max_size=30), st.booleans(), st.booleans(), st.integers(0, 2**32),
+       st.sampled_from([0.0, 1.0]))
 def test_order_and_completeness_across_fast_and_slow_paths(
-    refusals: list[bool], batch: bool, seed: int
+    refusals: list[bool], batch: bool, framed: bool, seed: int, coalesce_ms: float
 ) -> None:
     async def scenario() -> None:
         rng = random.Random(seed)
-        transport = Transport(list(refusals))
+        transport = Transport(list(refusals), framed)
         writer = Writer(transport.send, JSON_WIRE, max_bytes=10**9, batch=batch, batch_ms=1,
-                        send_now=transport.send_now, flusher=Flusher())
+                        coalesce_ms=coalesce_ms, sink=transport, flusher=Flusher())
         n = 0
         for _ in range(40):
             size = rng.randint(1, 5)
-            items: list[Frame] = [orjson.dumps({"n": n + i}) for i in range(size)]
+            items: list[Frame] = [Encoded(entry(n + i)).wire(writer.form) for i in range(size)]
             assert writer.push_many(items, sum(map(len, items)))
             n += size
             if rng.random() < 0.5:
@@ -77,15 +84,36 @@ def test_order_and_completeness_across_fast_and_slow_paths(
 
 
 async def test_byte_limit_counts_frames_waiting_on_a_stalled_transport() -> None:
-    transport = Transport([True] * 100)  # never takes data synchronously
+    transport = RecordingSink()
+    transport.paused = True  # never drains
 
-    async def never(frame: Frame) -> None:
-        await asyncio.Event().wait()
+    async def unused(frame: Frame) -> None:
+        raise AssertionError("with a sink, the writer never uses the ASGI send")
 
-    writer = Writer(never, JSON_WIRE, max_bytes=100, send_now=transport.send_now, flusher=Flusher())
+    writer = Writer(unused, JSON_WIRE, max_bytes=100, sink=transport, flusher=Flusher())
     assert writer.push(b"x" * 60)
-    await until(lambda: len(transport.refusals) < 100, what="the fast path to be refused")
-    assert writer.queued_bytes == 60
+    await until(lambda: transport.refused >= 2, what="the fast path, then the slow one, refused")
+    assert writer.queued_bytes == 62  # the message in its frame (a 2-byte header)
     assert not writer.push(b"y" * 60), "the stalled frame must still count against the limit"
+    transport.resume()
+    await until(lambda: transport.frames == [b"x" * 60], what="the frame written once drained")
+    assert writer.queued_bytes == 0 and writer.push(b"y" * 60)
     writer.close()
     await writer.wait_closed()
+
+
+async def test_frames_ready_within_the_coalescing_window_go_out_in_one_write() -> None:
+    async def unused(frame: Frame) -> None:
+        raise AssertionError("with a sink, the writer never uses the ASGI send")
+
+    for coalesce_ms, writes in ((1000.0, 1), (0.0, 3)):  # a window far longer than the pushes
+        transport = RecordingSink()
+        writer = Writer(unused, JSON_WIRE, max_bytes=10**6, coalesce_ms=coalesce_ms, sink=transport,
+                        flusher=Flusher())
+        items = [Encoded(entry(n)).wire(writer.form) for n in range(3)]
+        for item in items:  # each in its own loop turn: a flush with no window comes in between
+            assert writer.push_many([item], len(item))
+            await asyncio.sleep(0)
+        await until(lambda: len(transport.frames) == 3, timeout=5, what="the three frames")  # noqa: B023
+        assert messages(transport.frames, batch=False) == [0, 1, 2]
+        assert transport.writes == writes

@@ -18,12 +18,4 @@ def library(payload: bytes, binary: bool) -> bytes:
 @pytest.mark.parametrize("size", SIZES)
 def test_one_frame_is_what_the_library_sends(size: int, binary: bool) -> None:
     payload = (b"x" * size) if not binary else bytes(range(256)) * (size // 256) + bytes(size % 256)
-    assert wsframe.frames([payload], binary) == library(payload, binary)
     assert wsframe.header(binary, size) + payload == library(payload, binary)
-
-
-@pytest.mark.parametrize("binary", [False, True])
-def test_several_frames_follow_each_other_in_order(binary: bool) -> None:
-    payloads = [b"a" * n for n in SIZES]
-    assert wsframe.frames(payloads, binary) == b"".join(library(p, binary) for p in payloads)
-    assert wsframe.frames([], binary) == b""
