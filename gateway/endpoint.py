@@ -72,6 +72,8 @@ class WebSocketEndpoint:
             refusal = (p.CLOSE_RESTARTING, "node restarting")
         elif len(node.hub.sessions) >= settings.max_connections:
             refusal = (p.CLOSE_TRY_AGAIN, "too many connections")
+        elif node.overloaded:
+            refusal = (p.CLOSE_TRY_AGAIN, "overloaded: try again later")
         else:
             token = query.get("token", [None])[0] or bearer_token(_header(scope, b"authorization"))
             if token:

@@ -81,6 +81,8 @@ class GatewayMetrics:
         self.reader_errors = Counter("tickstream_reader_errors", "stream reader failures", registry=r)
         self.publishes = Counter("tickstream_http_published", "events published over HTTP",
                                  registry=r)
+        self.shed = Counter("tickstream_shed_closes", "connections closed (4008) to shed load while "
+                            "the stream reader was behind", registry=r)
         self.heartbeat_timeouts = Counter("tickstream_heartbeat_timeouts",
                                           "connections closed with 4001: a ping left unanswered",
                                           registry=r)

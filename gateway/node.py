@@ -29,6 +29,7 @@ from gateway.reader import StreamReader
 from gateway.replay import Replayer
 from gateway.session import Session, SessionContext
 from gateway.settings import GatewaySettings
+from gateway.shedding import Shedder
 from gateway.values import Frame, StreamEntry
 from gateway.writer import Flusher, Sink
 from shared.keys import Keys
@@ -69,6 +70,7 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = time.monotonic()
         self.accepting = True
+        self.shedder = Shedder(settings.shed_after)
         # Totals of connections that are gone, so the counters never go down.
         self.closed_totals = {"messages_sent": 0, "frames_sent": 0, "bytes_sent": 0}
 
@@ -167,8 +169,19 @@ class Node:
         while True:
             await asyncio.sleep(TICK)
             now_wall, now_mono = time.time(), time.monotonic()
-            for session in list(self.hub.sessions.values()):
+            sessions = list(self.hub.sessions.values())
+            for session in sessions:
                 session.tick(now_wall, now_mono)
+            behind = self.reader.behind_for(now_mono)
+            if shed := self.shedder.tick(sessions, behind):
+                log.warning("node %s: the stream reader is %.1f s behind: shed %d of %d connections "
+                            "(4008: they resume)", self.settings.node, behind, shed, len(sessions),
+                            extra={"event": "shed"})
+
+    @property
+    def overloaded(self) -> bool:
+        """Shedding load: new connections are refused with 1013 (gateway.shedding)."""
+        return self.shedder.overloaded(self.reader.behind_for(time.monotonic()))
 
     async def _health(self) -> None:
         topology = Topology(self.settings.redis_url, socket_timeout=2.0)

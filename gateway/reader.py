@@ -78,6 +78,7 @@ class StreamReader:
         self.positions: dict[str, Offset] = {}  # types the reader reads, and from where
         self.epochs: dict[str, str] = {}
         self.lag = 0.0
+        self._behind: dict[str, float] = {}  # partition -> since when its reads come back full
         self._started = False  # the first resync completed
         self._idle_ok = 0.0  # housekeeping's last pass (last_ok when no partition has streams)
         self._owner: dict[str, str] = {}  # type -> partition
@@ -89,6 +90,11 @@ class StreamReader:
         self._wake = asyncio.Event()  # housekeeping: a type was watched
         self._added = asyncio.Event()  # read loops: a type was given a position
         self._resolved = asyncio.Event()  # position() waiters
+
+    def behind_for(self, now: float) -> float:
+        """For how long (seconds) some partition's reads have all come back full: the reader
+        is reading a backlog, not keeping up (0 when it keeps up)."""
+        return max((now - since for since in self._behind.values()), default=0.0)
 
     @property
     def connected(self) -> bool:
@@ -213,7 +219,12 @@ class StreamReader:
                     continue
                 block = min(self.block_ms, int(TYPES_REFRESH * 1000))
                 batches = await self.broker.read(partition, mine, self.count, block)
-                self._partition_ok[partition] = time.monotonic()
+                now = time.monotonic()
+                self._partition_ok[partition] = now
+                if any(len(entries) >= self.count for _, entries in batches):
+                    self._behind.setdefault(partition, now)
+                else:
+                    self._behind.pop(partition, None)
                 backoff.connected(time.monotonic())
                 await self._dispatch(mine, batches)
             except asyncio.CancelledError:

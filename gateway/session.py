@@ -131,6 +131,21 @@ class Session:
         self.log.info("closing with %d: %s", code, reason)
         self._closing = asyncio.create_task(self._close(code, reason[:120]))
 
+    # --- as the node's shedder sees it (gateway.shedding.Sheddable) -----------------------------
+
+    @property
+    def queued_bytes(self) -> int:
+        return self.writer.queued_bytes
+
+    @property
+    def messages_sent(self) -> int:
+        return self.writer.messages_sent
+
+    def shed(self) -> None:
+        if not self.closed:
+            self.ctx.metrics.shed.inc()
+            self.close(p.CLOSE_SLOW, "server overloaded: reconnect and resume")
+
     def slow_consumer(self, why: str) -> None:
         if not self.closed:
             self.ctx.metrics.slow_consumers.inc()

@@ -88,6 +88,12 @@ class GatewaySettings(PublishSettings):
         help="frames of one connection that become ready within this many ms go out in one write "
              "(fewer system calls; adds at most this much latency); 0: write on the next loop turn",
     )
+    shed_after: float = setting(
+        3.0, env="SHED_AFTER", parse=parse_duration,
+        help="when the stream reader has read nothing but full batches for this long (it cannot "
+             "keep up), close 5% of the connections each second with 4008, costliest first, and "
+             "refuse new ones with 1013 until it catches up; 0: never",
+    )
     replay_page: int = setting(1000, env="REPLAY_PAGE", help="XRANGE page size during replay")
     reader_count: int = setting(1000, env="READER_COUNT", help="entries per XREAD and stream")
     reader_block: float = setting(
@@ -148,6 +154,8 @@ class GatewaySettings(PublishSettings):
             raise ValueError("CLIENT_RATE_ABUSE_SECONDS: from 1 to 3600")
         if not 0 < self.reader_block <= 5:
             raise ValueError("READER_BLOCK: more than 0 s and at most 5 s")
+        if not 0 <= self.shed_after <= 3600:
+            raise ValueError("SHED_AFTER: from 0 (never) to 3600 s")
         if not 0 <= self.write_coalesce_ms <= 50:
             raise ValueError("WRITE_COALESCE_MS: from 0 to 50")
         if self.max_message_bytes > self.max_frame_bytes:

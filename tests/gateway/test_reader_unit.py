@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -170,3 +171,24 @@ async def test_a_check_racing_the_read_loop_is_no_rollback() -> None:
         await until(lambda: len(hub.got.get("t", ())) == 2, what="both entries read")
         assert hub.resets == {}  # nothing went back: no 4009
         assert reader.metrics.rollbacks.labels("t")._value.get() == 0
+
+
+async def test_the_reader_is_behind_while_its_reads_come_back_full_and_not_after() -> None:
+    broker = MemoryBroker()
+    seen: list[float] = []
+    async with reading(broker, count=10) as (reader, hub):
+        reader.watch("t")
+        await asyncio.wait_for(reader.position("t"), 10)
+        real_dispatch = hub.dispatch
+
+        def dispatch(event_type: str, entries: list[StreamEntry]) -> None:
+            # far in the future: a reader that is behind reports ~100 s, one that keeps up 0
+            seen.append(reader.behind_for(time.monotonic() + 100))
+            real_dispatch(event_type, entries)
+
+        hub.dispatch = dispatch  # type: ignore[method-assign]
+        for _ in range(25):  # added without yielding: the reader finds all 25 waiting
+            await broker.add("t", b"\x80")
+        await until(lambda: len(hub.got.get("t", [])) == 25, what="every entry dispatched")
+        assert [round(s) >= 99 for s in seen] == [True, True, False]  # 10, 10, then 5 of 10
+        assert reader.behind_for(time.monotonic()) == 0.0
