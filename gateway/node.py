@@ -56,9 +56,9 @@ class Node:
         self.keys = Keys(settings.key_prefix)
         self.broker: Broker = broker or RedisBroker(settings.redis_url, self.keys)
         self.hub: Hub[Session] = Hub()
-        self.flusher = Flusher()
         self.auth = Authenticator(settings)
         self.metrics = GatewayMetrics(self._live_values)
+        self.flusher = Flusher(self.metrics.latency.observe)
         self.history = SharedHistory(self.broker)
         self.reader = StreamReader(self.broker, self, self.metrics,
                                    count=settings.reader_count, block=settings.reader_block,

@@ -126,7 +126,7 @@ class Subscription:
             items = [e.wire(self.form) for e in events]
             size = sum(map(len, items))
         self.last = events[-1].pos
-        if not self.writer.push_many(items, size, events[0].ts):
+        if not self.writer.push_many(items, size, events[0].pos[0], len(events)):
             self.owner.slow_consumer("outgoing queue full")
 
     def close(self) -> None:

@@ -84,7 +84,9 @@ class Batch:
     """Consecutive public events of one type, as shared frame lists (built once per form).
 
     Every subscription that takes the whole batch receives the same list object and the same
-    byte count: fan-out costs one list append per subscriber, not one per event.
+    byte count: fan-out costs one list append per subscriber, not one per event. In a frame
+    form the run is one ``bytes`` (every event's frame, in order): the very object each such
+    connection writes, so a flush of one run copies nothing per connection.
     """
 
     __slots__ = ("_forms", "events")
@@ -94,11 +96,21 @@ class Batch:
         self._forms: list[tuple[list[Frame], int] | None] = [None, None, None, None]
 
     def frames(self, form: Form) -> tuple[list[Frame], int]:
-        """The frames of every event in one form, and their total size in bytes."""
+        """The events in one form (a list of messages, or one bytes of frames), and their size."""
         made = self._forms[form]
         if made is None:
-            items = [e.wire(form) for e in self.events]
-            made = self._forms[form] = (items, sum(map(len, items)))
+            if form >= JSON_FRAME:
+                binary = bool(form & 1)
+                parts: list[bytes] = []
+                for event in self.events:
+                    payload = event.wire(form - JSON_FRAME)
+                    parts += (wsframe.header(binary, len(payload)), payload)
+                run = b"".join(parts)
+                made = ([run], len(run))
+            else:
+                items = [e.wire(form) for e in self.events]
+                made = (items, sum(map(len, items)))
+            self._forms[form] = made
         return made
 
 

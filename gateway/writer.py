@@ -66,10 +66,15 @@ class Sink(Protocol):
 
 
 class Flusher:
-    """Flushes dirty writers from one event-loop callback per delay (0 = the next iteration)."""
+    """Flushes dirty writers from one event-loop callback per delay (0 = the next iteration).
 
-    def __init__(self) -> None:
+    ``on_latency`` gets one figure per flush round: Redis accepting the oldest event written
+    in the round to its write (one histogram sample per round, not one per connection).
+    """
+
+    def __init__(self, on_latency: LatencyFn | None = None) -> None:
         self._dirty: dict[float, list[Writer]] = {}
+        self._on_latency = on_latency
 
     def mark(self, writer: Writer, delay: float) -> None:
         group = self._dirty.get(delay)
@@ -83,8 +88,13 @@ class Flusher:
         group.append(writer)
 
     def _flush(self, delay: float) -> None:
+        oldest = 0
         for writer in self._dirty.pop(delay, ()):
-            writer.flush_now()
+            ts = writer.flush_now()
+            if ts and (not oldest or ts < oldest):
+                oldest = ts
+        if oldest and self._on_latency is not None:
+            self._on_latency(time.time() - oldest / 1000.0)
 
 
 Taken = tuple[list[Frame], int, int, int]  # frames, messages, bytes, oldest event ts
@@ -149,16 +159,17 @@ class Writer:
             item = wsframe.header(self.wire.binary, len(item)) + item
         return self.push_many([item], len(item))
 
-    def push_many(self, items: list[Frame], size: int, ts: int = 0) -> bool:
+    def push_many(self, items: list[Frame], size: int, ts: int = 0, count: int = 0) -> bool:
         """Queue ``items`` (not copied: the list must not change); False past the byte limit.
 
-        ``ts`` is the Redis time of the oldest event among them, for the latency histogram.
+        ``ts`` is the Redis time of the oldest event among them, for the latency histogram;
+        ``count`` the messages they hold when that is not one per item (a run of frames).
         """
         if self.pending_bytes + self._inflight + size > self.max_bytes:
             return False
         self._chunks.append(items)
         self.pending_bytes += size
-        self.pending_count += len(items)
+        self.pending_count += count or len(items)
         if ts and not self._oldest_ts:
             self._oldest_ts = ts
         if self._flusher is None or self._busy or self._stalled is not None:
@@ -176,11 +187,14 @@ class Writer:
             self._drained.clear()
             await self._drained.wait()
 
-    def flush_now(self) -> None:
-        """Fast path, called by the flusher: write everything queued if the transport takes it."""
+    def flush_now(self) -> int:
+        """Fast path, called by the flusher: write everything queued if the transport takes it.
+
+        Returns the Redis time of the oldest event written (0 if none): the flusher reports it.
+        """
         self._scheduled = False
         if self.closed or self._busy or self._stalled is not None or not self._chunks:
-            return
+            return 0
         assert self._sink is not None
         taken = self._take()
         try:
@@ -188,13 +202,15 @@ class Writer:
         except Exception:  # the transport adapter broke: never leave the taken frames unsaid
             log.exception("the send path failed: closing the connection so that the client resumes")
             self._fail()
-            return
+            return 0
         if written:
-            self._sent(taken)
-        else:  # the client is not reading fast enough: its task waits for the transport
-            self._stalled = taken
-            self._inflight += taken[2]
-            self._kick()
+            self._sent(taken, report=False)
+            return taken[3]
+        # the client is not reading fast enough: its task waits for the transport
+        self._stalled = taken
+        self._inflight += taken[2]
+        self._kick()
+        return 0
 
     def _take(self) -> Taken:
         chunks, self._chunks = self._chunks, []
@@ -209,13 +225,13 @@ class Writer:
             frames = [wsframe.header(binary, len(f)) + f for f in frames]
         return frames, count, size, oldest
 
-    def _sent(self, taken: Taken) -> None:
+    def _sent(self, taken: Taken, report: bool = True) -> None:
         frames, count, size, oldest = taken
-        self.frames_sent += len(frames)
+        self.frames_sent += len(frames) if self.batch else count
         self.messages_sent += count
         self.bytes_sent += size
         self.last_activity = time.monotonic()
-        if oldest and self._on_latency is not None:
+        if report and oldest and self._on_latency is not None:
             self._on_latency(time.time() - oldest / 1000.0)
         if self._drained is not None and not self._chunks and self._stalled is None:
             self._drained.set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import msgpack
 import orjson
@@ -117,3 +118,19 @@ async def test_frames_ready_within_the_coalescing_window_go_out_in_one_write() -
         await until(lambda: len(transport.frames) == 3, timeout=5, what="the three frames")  # noqa: B023
         assert messages(transport.frames, batch=False) == [0, 1, 2]
         assert transport.writes == writes
+
+
+async def test_the_flusher_reports_one_latency_per_round_from_its_oldest_event() -> None:
+    async def unused(frame: Frame) -> None:
+        raise AssertionError("with a sink, the writer never uses the ASGI send")
+
+    samples: list[float] = []
+    flusher = Flusher(samples.append)
+    sinks = [RecordingSink() for _ in range(3)]
+    writers = [Writer(unused, JSON_WIRE, max_bytes=10**6, sink=s, flusher=flusher) for s in sinks]
+    now_ms = int(time.time() * 1000)
+    for age_ms, writer in zip((50, 5_000, 500), writers, strict=True):  # one round, three writes
+        item = Encoded(entry(age_ms)).wire(writer.form)
+        assert writer.push_many([item], len(item), now_ms - age_ms)
+    await until(lambda: all(s.frames for s in sinks), what="the three writes")
+    assert len(samples) == 1 and 5.0 <= samples[0] < 60.0  # the oldest: 5 s old
