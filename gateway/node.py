@@ -62,7 +62,8 @@ class Node:
         self.history = SharedHistory(self.broker)
         self.reader = StreamReader(self.broker, self, self.metrics,
                                    count=settings.reader_count, block=settings.reader_block,
-                                   epoch_check=settings.reader_epoch_check)
+                                   epoch_check=settings.reader_epoch_check,
+                                   pace=settings.write_coalesce_ms / 1000.0)
         self.replayer = Replayer(self.broker, self.history, self.reader, settings, self.metrics)
         self.session_context = SessionContext(settings, self.metrics, self.hub, self.replayer,
                                               self.auth.verify, self.flusher)

@@ -23,6 +23,11 @@ type's subscribers with 4009); the reader never sees a session.
   received it). Such a type is reset (its subscribers get 4009); a stream that went back also
   gets a new epoch, so every client holding offsets of the lost history is told
   ``recovered: false`` when it resumes, on every gateway.
+* Reads are paced: after a read that brought entries, a loop waits until ``pace`` seconds
+  (``WRITE_COALESCE_MS``) after that read returned before it reads again, so what arrives
+  meanwhile comes in one read, is dispatched together and goes out to each connection in one
+  write. An event waits at most ``pace`` in Redis; a read that comes back full (a backlog) or
+  empty is followed at once.
 * ``last_ok`` (monotonic time of the oldest partition's last completed read) feeds ``/readyz``.
 """
 
@@ -69,9 +74,10 @@ class StreamReader:
 
     def __init__(
         self, broker: Broker, dispatcher: Dispatcher, metrics: GatewayMetrics, *,
-        count: int = 1000, block: float = 1.0, epoch_check: float = EPOCH_CHECK,
+        count: int = 1000, block: float = 1.0, epoch_check: float = EPOCH_CHECK, pace: float = 0.0,
     ) -> None:
         self.epoch_check = epoch_check
+        self.pace = pace
         self.broker, self.dispatcher, self.metrics = broker, dispatcher, metrics
         self.count = count
         self.block_ms = max(1, int(block * 1000))
@@ -221,12 +227,15 @@ class StreamReader:
                 batches = await self.broker.read(partition, mine, self.count, block)
                 now = time.monotonic()
                 self._partition_ok[partition] = now
-                if any(len(entries) >= self.count for _, entries in batches):
+                full = any(len(entries) >= self.count for _, entries in batches)
+                if full:
                     self._behind.setdefault(partition, now)
                 else:
                     self._behind.pop(partition, None)
-                backoff.connected(time.monotonic())
+                backoff.connected(now)
                 await self._dispatch(mine, batches)
+                if self.pace and batches and not full:  # let the next events gather (see above)
+                    await asyncio.sleep(max(0.0, now + self.pace - time.monotonic()))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must not stop event delivery for good

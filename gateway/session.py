@@ -86,7 +86,7 @@ class Session:
         # on_latency: writes of the slow path (the flusher reports the fast path's, per round)
         self.writer = Writer(send, wire, max_bytes=settings.slow_client_max_bytes, batch=batch,
                              batch_ms=batch_ms, on_latency=ctx.metrics.latency.observe,
-                             coalesce_ms=settings.write_coalesce_ms, sink=sink, flusher=ctx.flusher,
+                             sink=sink, flusher=ctx.flusher,
                              on_failure=lambda: self.close(p.CLOSE_INTERNAL, "send failed"))
         self.log = conn_logger(log, self.id)
         self._close = close

@@ -85,8 +85,9 @@ class GatewaySettings(PublishSettings):
     )
     write_coalesce_ms: float = setting(
         2.0, env="WRITE_COALESCE_MS",
-        help="frames of one connection that become ready within this many ms go out in one write "
-             "(fewer system calls; adds at most this much latency); 0: write on the next loop turn",
+        help="the stream reader reads each stream at most once per this many ms, so what arrives "
+             "meanwhile goes to each connection in one write (fewer reads and system calls; an "
+             "event waits at most this long); 0: read again at once",
     )
     shed_after: float = setting(
         3.0, env="SHED_AFTER", parse=parse_duration,

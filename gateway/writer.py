@@ -15,9 +15,10 @@ Flushing has two paths:
 
 * **fast** -- the writer is marked dirty with the node's :class:`Flusher`, which writes every
   dirty writer's frames with one synchronous ``sink.write_frames(frames, binary)`` each: one system
-  call per connection per flush, no coroutine, no task switch. The flush comes ``coalesce_ms``
-  after the first frame became ready (``batch_ms`` in batch mode), so the frames of that
-  window go out in one write, in order; 0 flushes on the next loop iteration;
+  call per connection per flush, no coroutine, no task switch. The flush comes on the next loop
+  iteration, so everything one read of the stream reader brought goes out in one write (the
+  reader paces its reads: ``WRITE_COALESCE_MS``, see :mod:`gateway.reader`); in batch mode it
+  comes ``batch_ms`` after the first message became ready, to fill the frame;
 * **slow** -- when the sink refuses (the client's transport is paused because it does not read
   fast enough), the writer's own task takes over and waits for the transport to drain. A slow
   client only ever delays its own task. (Without a sink, e.g. under another ASGI server, the
@@ -118,7 +119,7 @@ class Writer:
 
     def __init__(
         self, send: SendFn, wire: Wire, *, max_bytes: int, batch: bool = False,
-        batch_ms: float = 0.0, coalesce_ms: float = 0.0, on_latency: LatencyFn | None = None,
+        batch_ms: float = 0.0, on_latency: LatencyFn | None = None,
         sink: Sink | None = None, flusher: Flusher | None = None,
         on_failure: FailureFn | None = None,
     ) -> None:
@@ -129,8 +130,7 @@ class Writer:
         self.wire = wire
         self.max_bytes = max_bytes
         self.batch = batch
-        # how long after the first ready frame the flush comes (see the module's docstring)
-        self.delay = (batch_ms if batch else coalesce_ms) / 1000.0
+        self.delay = batch_ms / 1000.0 if batch else 0.0  # from the first ready frame to the flush
         self.framed = sink is not None and sink.framed  # what is queued is whole frames
         # what subscriptions queue of an event: batch mode packs messages into batch frames
         self.form: Form = form_of(wire.binary, self.framed and not batch)

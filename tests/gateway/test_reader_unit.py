@@ -192,3 +192,29 @@ async def test_the_reader_is_behind_while_its_reads_come_back_full_and_not_after
         await until(lambda: len(hub.got.get("t", [])) == 25, what="every entry dispatched")
         assert [round(s) >= 99 for s in seen] == [True, True, False]  # 10, 10, then 5 of 10
         assert reader.behind_for(time.monotonic()) == 0.0
+
+
+@pytest.mark.parametrize(("pace", "reads"), [(1.0, 2), (0.0, 4)])
+async def test_paced_reads_bring_what_arrived_meanwhile_in_one_dispatch(pace: float, reads: int) -> None:
+    broker = MemoryBroker()
+    calls: list[int] = []
+    async with reading(broker, pace=pace) as (reader, hub):
+        reader.watch("t")
+        await asyncio.wait_for(reader.position("t"), 10)
+        real_dispatch = hub.dispatch
+
+        def dispatch(event_type: str, entries: list[StreamEntry]) -> None:
+            calls.append(len(entries))
+            real_dispatch(event_type, entries)
+
+        hub.dispatch = dispatch  # type: ignore[method-assign]
+        await broker.add("t", b"\x80")
+        await until(lambda: calls == [1], what="the first entry read at once")
+        for n in range(2, 5):  # one by one, well within a 1 s pace
+            await broker.add("t", b"\x80")
+            if not pace:  # unpaced, each is read as soon as it is there
+                await until(lambda: sum(calls) == n, what="the entry read at once")  # noqa: B023
+            for _ in range(5):
+                await asyncio.sleep(0)
+        await until(lambda: sum(calls) == 4, what="every entry dispatched")
+        assert len(calls) == reads  # paced: the three came in one read; unpaced: one read each

@@ -56,16 +56,15 @@ def messages(frames: list[Frame], batch: bool) -> list[int]:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.booleans(), max_size=30), st.booleans(), st.booleans(), st.integers(0, 2**32),
-       st.sampled_from([0.0, 1.0]))
+@given(st.lists(st.booleans(), max_size=30), st.booleans(), st.booleans(), st.integers(0, 2**32))
 def test_order_and_completeness_across_fast_and_slow_paths(
-    refusals: list[bool], batch: bool, framed: bool, seed: int, coalesce_ms: float
+    refusals: list[bool], batch: bool, framed: bool, seed: int
 ) -> None:
     async def scenario() -> None:
         rng = random.Random(seed)
         transport = Transport(list(refusals), framed)
         writer = Writer(transport.send, JSON_WIRE, max_bytes=10**9, batch=batch, batch_ms=1,
-                        coalesce_ms=coalesce_ms, sink=transport, flusher=Flusher())
+                        sink=transport, flusher=Flusher())
         n = 0
         for _ in range(40):
             size = rng.randint(1, 5)
@@ -101,23 +100,6 @@ async def test_byte_limit_counts_frames_waiting_on_a_stalled_transport() -> None
     assert writer.queued_bytes == 0 and writer.push(b"y" * 60)
     writer.close()
     await writer.wait_closed()
-
-
-async def test_frames_ready_within_the_coalescing_window_go_out_in_one_write() -> None:
-    async def unused(frame: Frame) -> None:
-        raise AssertionError("with a sink, the writer never uses the ASGI send")
-
-    for coalesce_ms, writes in ((1000.0, 1), (0.0, 3)):  # a window far longer than the pushes
-        transport = RecordingSink()
-        writer = Writer(unused, JSON_WIRE, max_bytes=10**6, coalesce_ms=coalesce_ms, sink=transport,
-                        flusher=Flusher())
-        items = [Encoded(entry(n)).wire(writer.form) for n in range(3)]
-        for item in items:  # each in its own loop turn: a flush with no window comes in between
-            assert writer.push_many([item], len(item))
-            await asyncio.sleep(0)
-        await until(lambda: len(transport.frames) == 3, timeout=5, what="the three frames")  # noqa: B023
-        assert messages(transport.frames, batch=False) == [0, 1, 2]
-        assert transport.writes == writes
 
 
 async def test_the_flusher_reports_one_latency_per_round_from_its_oldest_event() -> None:
