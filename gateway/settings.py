@@ -84,7 +84,7 @@ class GatewaySettings(PublishSettings):
              "at most this far",
     )
     write_coalesce_ms: float = setting(
-        2.0, env="WRITE_COALESCE_MS",
+        5.0, env="WRITE_COALESCE_MS",
         help="the stream reader reads each stream at most once per this many ms, so what arrives "
              "meanwhile goes to each connection in one write (fewer reads and system calls; an "
              "event waits at most this long); 0: read again at once",
