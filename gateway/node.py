@@ -175,8 +175,9 @@ class Node:
                 session.tick(now_wall, now_mono)
             behind = self.reader.behind_for(now_mono)
             if shed := self.shedder.tick(sessions, behind):
-                log.warning("node %s: the stream reader is %.1f s behind: shed %d of %d connections "
-                            "(4008: they resume)", self.settings.node, behind, shed, len(sessions),
+                log.warning("node %s: the stream reader has read only full batches for %.1f s: "
+                            "shed %d of %d connections (4008: they resume)", self.settings.node,
+                            behind, shed, len(sessions),
                             extra={"event": "shed"})
 
     @property

@@ -69,7 +69,8 @@ class Tail(Protocol):
 class Replayer:
     """Owns how a subscription starts: the ``subscribed`` reply, the replay, the switch to live.
 
-    Stateless between starts; one per node, shared by every session.
+    It keeps nothing between starts but the epoch reservations in flight; one per node, shared
+    by every session.
     """
 
     def __init__(self, broker: Broker, history: SharedHistory, tail: Tail,
@@ -80,6 +81,24 @@ class Replayer:
         self._page = settings.replay_page
         self._max_events = settings.replay_max_events
         self._metrics = metrics
+        self._reserving: dict[str, asyncio.Future[str]] = {}  # type -> its reserve_epoch in flight
+
+    def _reserve_epoch(self, event_type: str) -> Awaitable[str]:
+        """The broker's reserve_epoch, one call in flight per type: the first subscribers of a
+        type nobody published to (thousands at once in a storm) share it instead of each
+        taking a Redis connection from the pool."""
+        task = self._reserving.get(event_type)
+        if task is None or task.done():
+            task = asyncio.ensure_future(self._broker.reserve_epoch(event_type))
+            self._reserving[event_type] = task
+            task.add_done_callback(partial(self._reserved, event_type))
+        return asyncio.shield(task)
+
+    def _reserved(self, event_type: str, task: asyncio.Future[str]) -> None:
+        if self._reserving.get(event_type) is task:
+            del self._reserving[event_type]
+        if not task.cancelled():
+            task.exception()  # retrieved here too: every waiter may have gone meanwhile
 
     def watch(self, event_type: str) -> None:
         """A subscription to ``event_type`` is about to start: have the reader learn it now."""
@@ -95,7 +114,7 @@ class Replayer:
         event_type = sub.event_type
         state = await self._with_retry(log, partial(self._history.state, event_type))
         if not state.epoch:  # no stream yet: subscribing establishes the epoch (CONTRACT 3)
-            epoch = await self._with_retry(log, partial(self._broker.reserve_epoch, event_type))
+            epoch = await self._with_retry(log, partial(self._reserve_epoch, event_type))
             state = dataclasses.replace(state, epoch=epoch)
         self._tail.note_epoch(sub.event_type, state.epoch)
         base: dict[str, Any] = {"type": "subscribed", "event_type": sub.event_type,

@@ -424,3 +424,29 @@ async def test_a_stream_recreated_with_a_new_epoch_closes_its_subscribers_with_4
         await core.publish("t")  # ... and the next publish started a new epoch
         assert await client.closed() == p.CLOSE_RESYNC
         assert "epoch changed" in client.socket.close_reason
+
+
+async def test_first_subscribers_of_an_unpublished_type_share_one_epoch_reservation() -> None:
+    async with running_core() as core:
+        calls = 0
+        gate = asyncio.Event()
+        reserve = core.broker.reserve_epoch
+
+        async def slow_reserve(event_type: str) -> str:
+            nonlocal calls
+            calls += 1
+            await gate.wait()  # Redis answers once every subscriber has asked
+            return await reserve(event_type)
+
+        core.broker.reserve_epoch = slow_reserve  # type: ignore[method-assign]
+        clients = [core.client() for _ in range(50)]  # a storm of first subscribers
+        ids = [await c.send({"op": "subscribe", "event_type": "new"}) for c in clients]
+        await until(lambda: calls >= 1, timeout=WAIT, what="the reservation asked")
+        gate.set()
+        for client, msg_id in zip(clients, ids, strict=True):
+            await until(lambda: client.reply(msg_id), timeout=WAIT, what="every reply")  # noqa: B023
+        epochs = {client.reply(msg_id)["epoch"] for client, msg_id in zip(clients, ids, strict=True)}  # type: ignore[index]
+        assert calls == 1 and len(epochs) == 1 and "" not in epochs
+        offset = (await core.publish("new"))[0]
+        await until(lambda: all(c.offsets("new") == [offset] for c in clients), timeout=WAIT,
+                    what="the first event, to every one of them")
