@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from typing import Any
 
 import msgpack
 
@@ -63,7 +64,7 @@ def entries(n: int) -> list[StreamEntry]:
 
 
 async def measure(subscribers: int, per_read: int, rounds: int, framed: bool, batch: bool) -> float:
-    hub: Hub[Owner] = Hub()
+    hub: Hub[Any] = Hub()
     flusher = Flusher()
     sinks = []
     for _ in range(subscribers):
