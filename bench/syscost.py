@@ -31,6 +31,8 @@ def measure(size: int, seconds: float = 3.0) -> tuple[int, float, float]:
     listener.close()
     child = os.fork()
     if child == 0:  # drain the client ends until the parent closes them
+        for sock in servers:  # the parent's ends: closed here, so that its close ends the child
+            sock.close()
         selector = selectors.DefaultSelector()
         for sock in clients:
             sock.setblocking(False)
