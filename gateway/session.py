@@ -83,9 +83,12 @@ class Session:
         self.principal = principal
         self.remote = remote
         self.subs: dict[str, Subscription] = {}
-        # on_latency: writes of the slow path (the flusher reports the fast path's, per round)
+        # on_latency: writes of the slow path (the flusher reports the fast path's, per round).
+        # batch_ms bounds how long an event is held: the paced reader held it up to
+        # WRITE_COALESCE_MS already, so the writer waits only for the rest.
         self.writer = Writer(send, wire, max_bytes=settings.slow_client_max_bytes, batch=batch,
-                             batch_ms=batch_ms, on_latency=ctx.metrics.latency.observe,
+                             batch_ms=max(0.0, batch_ms - settings.write_coalesce_ms),
+                             on_latency=ctx.metrics.latency.observe,
                              sink=sink, flusher=ctx.flusher,
                              on_failure=lambda: self.close(p.CLOSE_INTERNAL, "send failed"))
         self.log = conn_logger(log, self.id)
