@@ -139,6 +139,7 @@ class Result:
     rss_connected: int = 0  # ... once every client had subscribed
     rss_end: int = 0  # ... when the scenario ended
     meta: dict[str, Any] = field(default_factory=dict)  # server, client, workers, coalesce_ms
+    redis: dict[str, float] = field(default_factory=dict)  # see redis_load()
 
     @property
     def kib_per_connection(self) -> float:
@@ -154,7 +155,9 @@ class Result:
                 f"gateway CPU {per_event:5.2f} us/delivery "
                 f"({self.gateway_cpu / (self.seconds + self.drain):.0%} of a core)  "
                 f"RSS {self.rss_end / 2**20:.0f} MiB ({self.kib_per_connection:.1f} KiB/conn)  "
-                f"[{self.meta.get('client', 'raw')} client]")
+                f"[{self.meta.get('client', 'raw')} client]"
+                + (f"  redis {self.redis['cpu_share']:.0%} of a core, {self.redis['xread_per_s']:,.0f} "
+                   f"XREAD/s at {self.redis['xread_us_per_call']:.0f} us" if self.redis else ""))
 
 
 def _number(value: float) -> float | None:
@@ -180,7 +183,42 @@ def record(result: Result, label: str, commit: str) -> dict[str, Any]:
         "rss_kib_per_conn": round(result.kib_per_connection, 2),
         "close_codes": {str(code): n for code, n in result.close_codes.items()},
         "coalesce_ms": result.meta.get("coalesce_ms"), "commit": commit,
+        **{f"redis_{k}": round(v, 3) for k, v in result.redis.items()},
         "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def redis_snapshot(url: str) -> tuple[float, dict[str, tuple[int, int]]]:
+    """Redis's CPU seconds so far and, per command, (calls, microseconds) from INFO."""
+    import redis as redis_sync
+
+    client = redis_sync.Redis.from_url(url)
+    try:
+        cpu = client.info("cpu")
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    calls = {name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+             for name, v in stats.items() if isinstance(v, dict)}
+    return float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]), calls
+
+
+def redis_load(before: tuple[float, dict[str, tuple[int, int]]],
+               after: tuple[float, dict[str, tuple[int, int]]], elapsed: float,
+               delivered: int) -> dict[str, float]:
+    """Redis during a run: its CPU (publishing included), and what the gateways' reads cost it."""
+    calls = {c: (n - before[1].get(c, (0, 0))[0], us - before[1].get(c, (0, 0))[1])
+             for c, (n, us) in after[1].items()}
+    xread_calls, xread_us = calls.get("xread", (0, 0))
+    return {
+        "cpu_share": (after[0] - before[0]) / elapsed,
+        "calls_per_s": sum(n for n, _ in calls.values()) / elapsed,
+        "xread_per_s": xread_calls / elapsed,
+        "xread_us_per_call": xread_us / max(1, xread_calls),
+        "read_calls_per_delivery": sum(n for c, (n, _) in calls.items()
+                                       if c in ("xread", "xrange", "xrevrange", "xinfo|stream",
+                                                "hget", "exists", "scan", "smembers"))
+        / max(1, delivered),
     }
 
 
@@ -426,6 +464,7 @@ def _measure(run: Run, clients: int, rate: int, batch: bool, event_type: str, ur
                 raise RuntimeError("clients did not connect")
     rss_connected = tree_rss(root)
     pids = process_tree(root)
+    redis0 = redis_snapshot(run.redis_url)
     cpu0, t0 = tree_cpu(pids), time.monotonic()
     pub = ctx.Process(target=publisher, args=(run.redis_url, rate, run.seconds, event_type, pub_out))
     pub.start()
@@ -449,6 +488,7 @@ def _measure(run: Run, clients: int, rate: int, batch: bool, event_type: str, ur
     cpu = sum(value - cpu0.get(pid, 0.0) for pid, value in cpu1.items())
     rss_end = tree_rss(root)
     elapsed = time.monotonic() - t0
+    redis1 = redis_snapshot(run.redis_url)
     stop.set()
     received: list[int] = []
     tracked_dups = 0
@@ -470,7 +510,8 @@ def _measure(run: Run, clients: int, rate: int, batch: bool, event_type: str, ur
                   min(elapsed, run.seconds), percentile(samples, 50), percentile(samples, 99),
                   percentile(samples, 99.9), cpu, drain, closes.count(4008), len(closes),
                   dict(sorted(Counter(closes).items())), rss_before, rss_connected, rss_end,
-                  dict(run.meta, client=run.client))
+                  dict(run.meta, client=run.client),
+                  redis_load(redis0, redis1, elapsed, delivered))
 
 
 async def resume_catch_up(redis_url: str, gateway: Gateway, behind: int) -> str:
