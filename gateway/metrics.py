@@ -41,7 +41,9 @@ class _Live(Collector):
                                   value=values["messages_sent"])
         yield CounterMetricFamily("tickstream_frames_sent", "WebSocket frames sent to clients",
                                   value=values["frames_sent"])
-        yield CounterMetricFamily("tickstream_bytes_sent", "payload bytes sent to clients",
+        yield CounterMetricFamily("tickstream_bytes_sent",
+                                  "bytes sent to clients (with frame headers where the gateway "
+                                  "frames them)",
                                   value=values["bytes_sent"])
         yield CounterMetricFamily("tickstream_deliveries", "events offered to subscriptions",
                                   value=values["deliveries"])

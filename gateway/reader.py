@@ -23,10 +23,11 @@ type's subscribers with 4009); the reader never sees a session.
   received it). Such a type is reset (its subscribers get 4009); a stream that went back also
   gets a new epoch, so every client holding offsets of the lost history is told
   ``recovered: false`` when it resumes, on every gateway.
-* Reads are paced: after a read that brought entries, a loop waits until ``pace`` seconds
-  (``WRITE_COALESCE_MS``) after that read returned before it reads again, so what arrives
-  meanwhile comes in one read, is dispatched together and goes out to each connection in one
-  write. An event waits at most ``pace`` in Redis; a read that comes back full (a backlog) or
+* Reads are paced: after a read that brought entries, a partition's loop waits until ``pace``
+  seconds (``WRITE_COALESCE_MS``) after that read returned before it reads again, so what
+  arrives meanwhile comes in one read, is dispatched together and goes out to each connection
+  in one write (up to ``DISPATCH_CHUNK`` entries per type). An event waits at most ``pace`` in
+  Redis (plus the dispatch of the read before); a read that comes back full (a backlog) or
   empty is followed at once.
 * ``last_ok`` (monotonic time of the oldest partition's last completed read) feeds ``/readyz``.
 """
@@ -52,6 +53,7 @@ log = logging.getLogger("tickstream.gateway.reader")
 TYPES_REFRESH = 1.0  # seconds between looks for new event types
 EPOCH_CHECK = 5.0  # seconds between epoch checks while all is well
 DISPATCH_CHUNK = 128  # entries dispatched at once before writers get a turn
+LOSING_GROUND = 0.95  # behind_for: reading less stream time than this per second of clock
 
 
 class Dispatcher(Protocol):
@@ -84,7 +86,9 @@ class StreamReader:
         self.positions: dict[str, Offset] = {}  # types the reader reads, and from where
         self.epochs: dict[str, str] = {}
         self.lag = 0.0
-        self._behind: dict[str, float] = {}  # partition -> since when its reads come back full
+        # partition -> (monotonic time its reads began coming back full, Redis ms of the newest
+        # entry read then, Redis ms of the newest entry read since): see behind_for
+        self._behind: dict[str, tuple[float, int, int]] = {}
         self._started = False  # the first resync completed
         self._idle_ok = 0.0  # housekeeping's last pass (last_ok when no partition has streams)
         self._owner: dict[str, str] = {}  # type -> partition
@@ -98,9 +102,16 @@ class StreamReader:
         self._resolved = asyncio.Event()  # position() waiters
 
     def behind_for(self, now: float) -> float:
-        """For how long (seconds) some partition's reads have all come back full: the reader
-        is reading a backlog, not keeping up (0 when it keeps up)."""
-        return max((now - since for since in self._behind.values()), default=0.0)
+        """For how long (seconds) some partition has been losing ground: every read came back
+        full and the stream time read through grew slower than the clock. A backlog read
+        faster than real time (catching up after an outage) does not count; 0 when keeping up.
+        """
+        worst = 0.0
+        for since, first_ms, last_ms in self._behind.values():
+            elapsed = now - since
+            if (last_ms - first_ms) / 1000.0 < LOSING_GROUND * elapsed:
+                worst = max(worst, elapsed)
+        return worst
 
     @property
     def connected(self) -> bool:
@@ -218,6 +229,7 @@ class StreamReader:
                     if partition not in self._owner.values():
                         self._partition_ok.pop(partition, None)
                         self._loops.pop(partition, None)
+                        self._behind.pop(partition, None)
                         return  # its streams moved elsewhere
                     added = self._added
                     with contextlib.suppress(TimeoutError):
@@ -229,7 +241,10 @@ class StreamReader:
                 self._partition_ok[partition] = now
                 full = any(len(entries) >= self.count for _, entries in batches)
                 if full:
-                    self._behind.setdefault(partition, now)
+                    newest = max(entries[-1].pos[0] for _, entries in batches if entries)
+                    since = self._behind.get(partition)
+                    self._behind[partition] = ((now, newest, newest) if since is None
+                                               else (since[0], since[1], newest))
                 else:
                     self._behind.pop(partition, None)
                 backoff.connected(now)
@@ -244,6 +259,7 @@ class StreamReader:
                 if partition not in self._down:
                     self._failed(partition, f"Redis unavailable: {exc!r}")
                 self._down.add(partition)
+                self._behind.pop(partition, None)  # not reading is not falling behind
                 recheck = True
                 await asyncio.sleep(backoff.next_delay(time.monotonic()))
 

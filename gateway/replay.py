@@ -183,8 +183,7 @@ class Replayer:
                 sub.last = events[-1].pos
                 if isinstance(sub, ConflatedSubscription):
                     sub.hold(events)
-                elif not await self._push_paced(sub, [e.wire(sub.form) for e in events],
-                                                events[0].ts):
+                elif not await self._push_paced(sub, [e.wire(sub.form) for e in events]):
                     return
             if not sub.buffer:
                 sub.recovering = False
@@ -193,8 +192,10 @@ class Replayer:
                 return
 
     @staticmethod
-    async def _push_paced(sub: Subscription, frames: list[Frame], ts: int = 0) -> bool:
+    async def _push_paced(sub: Subscription, frames: list[Frame]) -> bool:
         """Queue replayed frames in slices, waiting for the client to drain between them.
+
+        (No event time goes with them: the publish-to-send histogram is live delivery's.)
 
         A replay is as large as the client's backlog, which may be far larger than its queue:
         pacing keeps the queue under its limit, so only a client that stops reading gets 4008.
@@ -209,7 +210,7 @@ class Replayer:
             await writer.wait_below(0.5)
             if sub.gone:
                 return False
-            if not writer.push_many(frames[start:index + 1], acc, ts):
+            if not writer.push_many(frames[start:index + 1], acc):
                 sub.slow("outgoing queue full during replay")
                 return False
             start, acc = index + 1, 0
@@ -295,7 +296,7 @@ class Replayer:
             sub.scanned = 0
             held = sub.conflater.flush(asyncio.get_running_loop().time())
             if held:
-                if not await self._push_paced(sub, [e.wire(sub.form) for e in held], held[0].ts):
+                if not await self._push_paced(sub, [e.wire(sub.form) for e in held]):
                     return None
                 await sub.writer.wait_below(0.0)
                 if sub.gone:

@@ -145,10 +145,12 @@ class Session:
     def messages_sent(self) -> int:
         return self.writer.messages_sent
 
-    def shed(self) -> None:
-        if not self.closed:
-            self.ctx.metrics.shed.inc()
-            self.close(p.CLOSE_SLOW, "server overloaded: reconnect and resume")
+    def shed(self) -> bool:
+        if self.closed:
+            return False
+        self.ctx.metrics.shed.inc()
+        self.close(p.CLOSE_SLOW, "server overloaded: reconnect and resume")
+        return True
 
     def slow_consumer(self, why: str) -> None:
         if not self.closed:

@@ -85,9 +85,9 @@ class GatewaySettings(PublishSettings):
     )
     write_coalesce_ms: float = setting(
         5.0, env="WRITE_COALESCE_MS",
-        help="the stream reader reads each stream at most once per this many ms, so what arrives "
-             "meanwhile goes to each connection in one write (fewer reads and system calls; an "
-             "event waits at most this long); 0: read again at once",
+        help="the stream reader reads each partition's streams at most once per this many ms, so "
+             "what arrives meanwhile goes to each connection in one write (fewer reads and system "
+             "calls; an event waits at most this long); 0: read again at once",
     )
     shed_after: float = setting(
         3.0, env="SHED_AFTER", parse=parse_duration,

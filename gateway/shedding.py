@@ -10,8 +10,10 @@ most: the most output queued, then the most messages sent. A shed client reconne
 load balancer, often to another replica) and resumes from its offset: nothing is lost, and
 the rest keep receiving.
 
-Whether the reader is behind is measured by the reads themselves (a read that returns its full
-``count``), not by clocks, so a skew between the gateway's clock and Redis's changes nothing.
+Whether the reader is behind is measured by the reads themselves (every read returns its full
+``count``, and the stream time they cover grows slower than the clock: the backlog grows), so a
+skew between the gateway's clock and Redis's changes nothing, and a backlog being read faster
+than real time (after a Redis outage) sheds nobody.
 """
 
 from __future__ import annotations
@@ -30,8 +32,11 @@ class Sheddable(Protocol):
     @property
     def messages_sent(self) -> int: ...
 
-    def shed(self) -> None:
-        """Close with 4008: the client reconnects and resumes."""
+    @property
+    def closed(self) -> bool: ...
+
+    def shed(self) -> bool:
+        """Close with 4008 (the client reconnects and resumes); False if already closing."""
 
 
 class Shedder:
@@ -48,13 +53,12 @@ class Shedder:
     def pick(self, connections: Iterable[Sheddable], behind_for: float) -> list[Sheddable]:
         if not self.overloaded(behind_for):
             return []
-        ranked = sorted(connections, key=lambda c: (c.queued_bytes, c.messages_sent), reverse=True)
+        open_ones = [c for c in connections if not c.closed]  # a closing one costs nothing more
+        ranked = sorted(open_ones, key=lambda c: (c.queued_bytes, c.messages_sent), reverse=True)
         return ranked[:max(1, math.ceil(len(ranked) * self.fraction))] if ranked else []
 
     def tick(self, connections: Iterable[Sheddable], behind_for: float) -> int:
         """Close this tick's share; the number closed."""
-        chosen = self.pick(connections, behind_for)
-        for connection in chosen:
-            connection.shed()
-        self.shed_total += len(chosen)
-        return len(chosen)
+        closed = sum(1 for connection in self.pick(connections, behind_for) if connection.shed())
+        self.shed_total += closed
+        return closed

@@ -27,7 +27,9 @@ from shared.offsets import Offset, format_offset
 __all__ = ["EMPTY", "JSON", "JSON_FRAME", "MSGPACK", "MSGPACK_FRAME", "Batch", "Encoded", "Form",
            "Frame", "StreamEntry", "StreamState", "form_of"]
 
-Frame = bytes  # one WebSocket message: JSON (sent as text) or msgpack (binary), per connection
+# What a writer queues and a socket writes: one message (JSON sent as text, or msgpack), or
+# where the writer frames itself one whole WebSocket frame or a run of them (see Form).
+Frame = bytes
 
 # What a connection's writer queues of an event: the message (a payload the library or a batch
 # frame wraps) or, where the writer frames itself, the whole WebSocket frame. Server frames are

@@ -18,7 +18,8 @@ Flushing has two paths:
   call per connection per flush, no coroutine, no task switch. The flush comes on the next loop
   iteration, so everything one read of the stream reader brought goes out in one write (the
   reader paces its reads: ``WRITE_COALESCE_MS``, see :mod:`gateway.reader`); in batch mode it
-  comes ``batch_ms`` after the first message became ready, to fill the frame;
+  comes ``delay`` after the first message became ready, to fill the frame (the session passes
+  ``batch_ms`` minus the reader's window, which held the events already);
 * **slow** -- when the sink refuses (the client's transport is paused because it does not read
   fast enough), the writer's own task takes over and waits for the transport to drain. A slow
   client only ever delays its own task. (Without a sink, e.g. under another ASGI server, the
@@ -164,7 +165,10 @@ class Writer:
 
         ``ts`` is the Redis time of the oldest event among them, for the latency histogram;
         ``count`` the messages they hold when that is not one per item (a run of frames).
+        A closed writer takes nothing and says yes: its connection is ending anyway.
         """
+        if self.closed:
+            return True
         if self.pending_bytes + self._inflight + size > self.max_bytes:
             return False
         self._chunks.append(items)
@@ -260,7 +264,8 @@ class Writer:
                 else:
                     while not sink.write_frames(taken[0], self.wire.binary):
                         if not await sink.drained():
-                            return  # the connection is closing: the client resumes
+                            self.close()  # the connection is closing: the client resumes
+                            return
                 self._inflight -= taken[2]
                 self._sent(taken)
         except Exception:  # the peer went away mid-send (or the send broke): nothing more goes out

@@ -441,7 +441,8 @@ async def test_first_subscribers_of_an_unpublished_type_share_one_epoch_reservat
         core.broker.reserve_epoch = slow_reserve  # type: ignore[method-assign]
         clients = [core.client() for _ in range(50)]  # a storm of first subscribers
         ids = [await c.send({"op": "subscribe", "event_type": "new"}) for c in clients]
-        await until(lambda: calls >= 1, timeout=WAIT, what="the reservation asked")
+        await until(lambda: calls >= 1 and all(c.session._pending for c in clients), timeout=WAIT,
+                    what="every subscribe waiting on the reservation")
         gate.set()
         for client, msg_id in zip(clients, ids, strict=True):
             await until(lambda: client.reply(msg_id), timeout=WAIT, what="every reply")  # noqa: B023

@@ -14,7 +14,7 @@ import orjson
 from gateway.hub import Hub
 from gateway.protocol import JSON_WIRE
 from gateway.subscription import Subscription
-from gateway.values import Batch, Encoded, Frame, StreamEntry
+from gateway.values import JSON, Batch, Encoded, Frame, StreamEntry
 from gateway.writer import Flusher, Writer
 from shared.offsets import Offset
 from tests.support.waiting import until
@@ -76,8 +76,8 @@ def test_subscribers_taking_the_same_events_share_one_batch_and_its_frames() -> 
     hub.index(b)
     hub.dispatch("t", [entry(1), entry(2)])
     assert a.batches[0] is b.batches[0]
-    frames, size = a.batches[0].frames(False)
-    assert frames is b.batches[0].frames(False)[0]  # encoded once for every JSON subscriber
+    frames, size = a.batches[0].frames(JSON)
+    assert frames is b.batches[0].frames(JSON)[0]  # encoded once for every JSON subscriber
     assert size == sum(map(len, frames))
     assert [orjson.loads(f)["offset"] for f in frames] == ["1-0", "2-0"]
 
@@ -121,7 +121,7 @@ def test_an_undecodable_entry_is_skipped_and_the_others_still_go_out_in_order() 
 
     class Encoding(FakeSubscriber):  # encodes what it is offered, as a subscription does
         def offer_batch(self, batch: Batch) -> None:
-            received.extend(orjson.loads(f)["offset"] for f in batch.frames(False)[0])
+            received.extend(orjson.loads(f)["offset"] for f in batch.frames(JSON)[0])
 
     hub.index(Encoding())
     hub.dispatch("t", [entry(1), entry(2, payload=b"\xc1"), entry(3)])

@@ -218,3 +218,51 @@ async def test_paced_reads_bring_what_arrived_meanwhile_in_one_dispatch(pace: fl
                 await asyncio.sleep(0)
         await until(lambda: sum(calls) == 4, what="every entry dispatched")
         assert len(calls) == reads  # paced: the three came in one read; unpaced: one read each
+
+
+async def test_a_backlog_read_faster_than_real_time_is_not_falling_behind(monkeypatch: Any) -> None:
+    """After an outage the reader reads a backlog in full batches: that is catching up, not
+    losing ground, so it must not look overloaded (the shedder would close clients)."""
+    broker = MemoryBroker()
+    seen: list[float] = []
+    async with reading(broker, count=10) as (reader, hub):
+        reader.watch("t")
+        await asyncio.wait_for(reader.position("t"), 10)
+        real_dispatch = hub.dispatch
+
+        def dispatch(event_type: str, entries: list[StreamEntry]) -> None:
+            seen.append(reader.behind_for(time.monotonic() + 5))  # 5 s from now
+            real_dispatch(event_type, entries)
+
+        hub.dispatch = dispatch  # type: ignore[method-assign]
+        clock = iter(range(2_000_000_000_000, 2_000_000_000_000 + 25 * 1000, 1000))
+        monkeypatch.setattr("gateway.memory_broker.time.time", lambda: next(clock) / 1000)
+        for _ in range(25):  # one second of stream time apart: 25 s of backlog
+            await broker.add("t", b"\x80")
+        monkeypatch.undo()
+        await until(lambda: len(hub.got.get("t", [])) == 25, what="every entry dispatched")
+        # one full read alone says nothing of progress (5 s later with nothing more read, it
+        # would be losing ground); the second had read 10 s of stream in a moment: catching up
+        assert seen[0] > 4.9 and seen[1:] == [0.0, 0.0]
+
+
+async def test_a_failed_read_does_not_leave_the_reader_behind() -> None:
+    broker = MemoryBroker()
+    async with reading(broker, count=10) as (reader, hub):
+        reader.watch("t")
+        await asyncio.wait_for(reader.position("t"), 10)
+        real_dispatch = hub.dispatch
+        failing: list[asyncio.Task[None]] = []
+
+        def dispatch(event_type: str, entries: list[StreamEntry]) -> None:
+            real_dispatch(event_type, entries)
+            if len(hub.got["t"]) == 20:  # the second full batch: the next read fails
+                failing.append(asyncio.ensure_future(broker.interrupt()))
+
+        hub.dispatch = dispatch  # type: ignore[method-assign]
+        for _ in range(20):
+            await broker.add("t", b"\x80")
+        await until(lambda: len(hub.got.get("t", [])) == 20, what="both full batches")
+        assert reader.behind_for(time.monotonic() + 100) > 0 or not reader.connected
+        await until(lambda: not reader.connected, what="the failed read noticed")
+        assert reader.behind_for(time.monotonic() + 100) == 0.0  # not reading is not falling behind

@@ -116,3 +116,18 @@ async def test_the_flusher_reports_one_latency_per_round_from_its_oldest_event()
         assert writer.push_many([item], len(item), now_ms - age_ms)
     await until(lambda: all(s.frames for s in sinks), what="the three writes")
     assert len(samples) == 1 and 5.0 <= samples[0] < 60.0  # the oldest: 5 s old
+
+
+async def test_a_connection_lost_while_the_writer_waits_ends_the_writer() -> None:
+    async def unused(frame: Frame) -> None:
+        raise AssertionError("with a sink, the writer never uses the ASGI send")
+
+    transport = RecordingSink()
+    transport.paused = True
+    writer = Writer(unused, JSON_WIRE, max_bytes=1000, sink=transport, flusher=Flusher())
+    assert writer.push(b"x" * 60)
+    await until(lambda: transport.refused >= 2, what="the slow path waiting for the transport")
+    transport.lose()
+    await until(lambda: writer.closed, what="the writer to stop")
+    assert writer.push(b"y") and writer.queued_bytes == 0  # nothing more is queued
+    await writer.wait_closed()
