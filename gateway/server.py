@@ -164,7 +164,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
 
 class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's WebSocket protocol with three changes.
+    """uvicorn's WebSocket protocol with four changes.
 
     * A ping left unanswered closes with 4001 (the contract's heartbeat timeout), not 1011,
       counted in ``tickstream_heartbeat_timeouts_total``.
@@ -181,7 +181,43 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
       every connection, written as they are; with permessage-deflate they are messages, framed
       and compressed by the library. On the fan-out path this saves the library's per-frame
       objects, a coroutine, a task switch and a system call per frame.
+    * A frame the parser refuses (over ``MAX_FRAME_BYTES``: 1009; a protocol error: 1002) is
+      answered with its close frame and a lingering close (see :meth:`handle_parser_exception`),
+      so the client reads the code instead of a reset (1006).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ws_linger: asyncio.TimerHandle | None = None
+
+    def handle_parser_exception(self) -> None:
+        """uvicorn's, but lingering: after the close frame (and our FIN), what the client still
+        sends is read and dropped (the parser discards it), and the socket closes when the
+        client closes or after ``REFUSAL_LINGER`` seconds. Closing at once with unread input
+        makes the kernel reset the connection, and the reset can overtake the close frame. The
+        app is told of the disconnect when the socket closes (uvicorn closes the transport as
+        soon as the app returns)."""
+        if self.close_sent:
+            return  # answered already; this is more of what the client sent, dropped
+        assert self.conn.close_sent is not None
+        self.close_sent = True
+        transport = self.transport
+        transport.write(b"".join(self.conn.data_to_send()))
+        if transport.can_write_eof():
+            transport.write_eof()
+            self._ws_linger = self.loop.call_later(REFUSAL_LINGER, transport.close)
+        else:
+            transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._ws_linger is not None:  # the lingering close ended: the app learns the code
+            self._ws_linger.cancel()
+            self._ws_linger = None
+            sent = self.conn.close_sent
+            if sent is not None:
+                self.queue.put_nowait({"type": "websocket.disconnect", "code": sent.code,
+                                       "reason": sent.reason})
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)

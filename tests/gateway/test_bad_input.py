@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import os
+import struct
 
 import orjson
 from websockets.asyncio.client import connect
 
 from shared.publisher import AsyncPublisher
 from tests.support.gateway import Client, InProcessGateway, closed_with, running_gateway
+from tests.support.sink import parse_frames
 
 
 async def test_each_bad_message_is_answered_and_the_connection_stays_usable(
@@ -94,3 +99,39 @@ async def test_msgpack_client_gets_errors_in_msgpack(gw: InProcessGateway) -> No
         assert error["type"] == "error" and error["code"] == "bad_request"
         await ws.send(orjson.dumps({"op": "ping", "id": 5}).decode())  # JSON text still accepted
         assert msgpack.unpackb(await asyncio.wait_for(ws.recv(), 5))["type"] == "pong"
+
+
+async def test_a_client_still_sending_an_oversized_frame_reads_1009_not_a_reset(
+    gw: InProcessGateway,
+) -> None:
+    """The server refuses the frame from its header and closes while the client is still
+    sending it: it must linger (read and drop) so the client reads 1009, not a reset (1006)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.settings.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 101")
+    size = 8 * 1024 * 1024  # 8 MiB announced: refused at the header (MAX_FRAME_BYTES 1 MiB)
+    writer.write(struct.pack("!BBQ", 0x81, 0x80 | 127, size) + b"\0\0\0\0")  # masked, zero key
+
+    async def keep_sending() -> None:
+        chunk = b"x" * 65536
+        with contextlib.suppress(ConnectionError):
+            for _ in range(size // len(chunk)):
+                writer.write(chunk)
+                await writer.drain()
+
+    sender = asyncio.create_task(keep_sending())
+    received = b""
+    try:
+        while True:  # the welcome, then the close frame; a reset raises here
+            data = await asyncio.wait_for(reader.read(65536), 10)
+            if not data:
+                break
+            received += data
+    finally:
+        sender.cancel()
+        writer.transport.abort()
+    close = next(frame for opcode, frame in parse_frames(received) if opcode == 8)
+    assert struct.unpack("!H", close[:2])[0] == 1009
