@@ -251,18 +251,18 @@ async def test_a_failed_read_does_not_leave_the_reader_behind() -> None:
     async with reading(broker, count=10) as (reader, hub):
         reader.watch("t")
         await asyncio.wait_for(reader.position("t"), 10)
-        real_dispatch = hub.dispatch
-        failing: list[asyncio.Task[None]] = []
+        real_read = broker.read
+        behind_then: list[float] = []
 
-        def dispatch(event_type: str, entries: list[StreamEntry]) -> None:
-            real_dispatch(event_type, entries)
-            if len(hub.got["t"]) == 20:  # the second full batch: the next read fails
-                failing.append(asyncio.ensure_future(broker.interrupt()))
+        async def read(*args: Any) -> list[tuple[str, list[StreamEntry]]]:
+            if len(hub.got.get("t", [])) == 20 and not behind_then:  # after two full reads
+                behind_then.append(reader.behind_for(time.monotonic() + 100))
+                raise ConnectionError("memory broker: connection lost")
+            return await real_read(*args)
 
-        hub.dispatch = dispatch  # type: ignore[method-assign]
+        broker.read = read  # type: ignore[method-assign]
         for _ in range(20):
             await broker.add("t", b"\x80")
-        await until(lambda: len(hub.got.get("t", [])) == 20, what="both full batches")
-        assert reader.behind_for(time.monotonic() + 100) > 0 or not reader.connected
-        await until(lambda: not reader.connected, what="the failed read noticed")
-        assert reader.behind_for(time.monotonic() + 100) == 0.0  # not reading is not falling behind
+        await until(lambda: bool(behind_then) and not reader.connected, what="the failed read")
+        assert behind_then[0] > 99  # it was behind when the read failed ...
+        assert reader.behind_for(time.monotonic() + 100) == 0.0  # ... not reading is not behind
