@@ -11,7 +11,7 @@ import re
 import shutil
 import socket
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -251,22 +251,29 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _free_port(host: str = "127.0.0.1") -> int:
+def _free_port(host: str = "127.0.0.1", avoid: Collection[int] = ()) -> int:
+    """A port the kernel says is free, other than ``avoid``: the ports this plan already gave
+    out are not bound yet, so the kernel may offer one of them again."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    for _ in range(100):
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in avoid:
+            return port
+    raise ConfigError(f"no free port on {host}")
 
 
 def _choose_port(label: str, variable: str, port: int, default: int, host: str,
-                 notes: list[str]) -> int:
-    """0 picks a free port; the default, when taken, falls back to a free one; else it must be free."""
+                 notes: list[str], avoid: Collection[int] = ()) -> int:
+    """0 picks a free port; the default, when taken, falls back to a free one; else it must be
+    free. ``avoid``: ports already given to another part of the stack."""
     if port == 0:
-        return _free_port(host)
-    if _port_free(host, port):
+        return _free_port(host, avoid)
+    if port not in avoid and _port_free(host, port):
         return port
     if port == default:
-        chosen = _free_port(host)
+        chosen = _free_port(host, avoid)
         notes.append(f"{label}: port {port} is taken, using {chosen}")
         return chosen
     raise ConfigError(f"{variable}: port {port} on {host} is in use; choose another")
@@ -510,13 +517,14 @@ def _candidate_ports(count: int, bus: bool, tries: int = 200) -> Iterable[int]:
         yield _free_port(LOOPBACK)
 
 
-def plan_redis(settings: UpSettings, state_dir: Path, notes: list[str]) -> RedisLayout:
+def plan_redis(settings: UpSettings, state_dir: Path, notes: list[str],
+               avoid: Collection[int] = ()) -> RedisLayout:
     """The private Redis: ports (those of the topology already in the state folder, if any)."""
     kind = settings.redis_topology
     folder = state_dir / REDIS_FOLDERS[kind]
     if kind == "single":
         port = _choose_port("redis", "TICKSTREAM_REDIS_PORT", settings.redis_port, DEFAULT_REDIS_PORT,
-                            LOOPBACK, notes)
+                            LOOPBACK, notes, avoid)
         return RedisLayout("single", folder, (port,))
     problem = _cluster_port_problem if kind == "cluster" else _port_problem
     previous = None
@@ -569,6 +577,7 @@ def build_plan(settings: UpSettings, simulate: bool, environ: Mapping[str, str])
     if not _port_free(settings.host, port):
         raise ConfigError(f"PORT: port {port} on {settings.host} is in use (another `tickstream up` "
                           "or gateway?); choose another with --port")
+    taken = {port}  # every port given out so far: none is bound until the children start
     private = not settings.redis_url
     redis_port = 0
     layout: RedisLayout | None = None
@@ -582,17 +591,25 @@ def build_plan(settings: UpSettings, simulate: bool, environ: Mapping[str, str])
             if not redis_cli:
                 raise ConfigError("TICKSTREAM_REDIS: --redis cluster needs redis-cli (to create the "
                                   "cluster): install it (it comes with redis-server)")
-        layout = plan_redis(settings, state_dir, notes)
+        layout = plan_redis(settings, state_dir, notes, avoid=taken)
         redis_port = layout.ports[0]
         redis_url = layout.url
+        taken.update(layout.ports, layout.sentinel_ports,
+                     (p + CLUSTER_BUS_OFFSET for p in layout.ports if layout.kind == "cluster"))
     else:
         redis_url = settings.redis_url.reveal()
     ingestor_port = _choose_port("ingestor", "TICKSTREAM_INGESTOR_PORT", settings.ingestor_port,
-                                 DEFAULT_INGESTOR_PORT, "127.0.0.1", notes)
+                                 DEFAULT_INGESTOR_PORT, "127.0.0.1", notes, taken)
+    taken.add(ingestor_port)
     simulator_port = 0
     if simulate:
         simulator_port = _choose_port("simulator", "TICKSTREAM_SIMULATOR_PORT", settings.simulator_port,
-                                      DEFAULT_SIMULATOR_PORT, "127.0.0.1", notes)
+                                      DEFAULT_SIMULATOR_PORT, "127.0.0.1", notes, taken)
+        taken.add(simulator_port)
+    standby_ports: list[int] = []
+    for _ in range(2, settings.ingestors + 1):
+        standby_ports.append(_free_port("127.0.0.1", taken))
+        taken.add(standby_ports[-1])
 
     env = dict(environ)
     env["REDIS_URL"] = redis_url
@@ -639,7 +656,7 @@ def build_plan(settings: UpSettings, simulate: bool, environ: Mapping[str, str])
         ingestor_node=ingestor_node,
         gateway_stop=max(settings.stop_timeout, gateway.shutdown_grace + STOP_MARGIN),
         ingestor_stop=max(settings.stop_timeout, ingestor.shutdown_grace + STOP_MARGIN),
-        standby_ingestors=[(f"{ingestor_node}-{i}", _free_port("127.0.0.1"))
-                           for i in range(2, settings.ingestors + 1)],
+        standby_ingestors=[(f"{ingestor_node}-{i}", standby_port)
+                           for i, standby_port in enumerate(standby_ports, start=2)],
         notes=notes, redis=layout, redis_cli=redis_cli, jwt_secret_file=jwt_secret_file,
     )

@@ -499,3 +499,28 @@ async def test_up_uses_a_given_cluster_url(tmp_path: Path, redis_cluster: RedisC
     finally:
         await up.cleanup()
 
+
+
+def test_every_port_of_a_plan_is_different_even_when_the_kernel_offers_one_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ports are chosen before anything binds them, so the kernel may offer the same free port
+    for Redis and for an ingestor: that stack would fail to start (a CI run hit it)."""
+    offered = iter([41000, 41000, 41000, 41001, 41001, 41002, 41000, 41003, 41003, 41004, 41005,
+                    41006, 41007])
+
+    class FakeSocket:
+        def __init__(self, *args: Any) -> None: ...
+        def __enter__(self) -> FakeSocket: return self
+        def __exit__(self, *args: Any) -> None: ...
+        def bind(self, address: Any) -> None: ...
+        def getsockname(self) -> tuple[str, int]: return ("127.0.0.1", next(offered))
+
+    import tickstream.stack_plan as stack_plan
+    monkeypatch.setattr(stack_plan.socket, "socket", FakeSocket)
+    monkeypatch.setattr(stack_plan, "_port_free", lambda host, port: True)
+    plan = build_plan(UpSettings(state_dir=str(tmp_path), port=0, redis_port=0, ingestor_port=0,
+                                 simulator_port=0, ingestors=3), True, {})
+    ports = [plan.port, plan.redis_port, plan.ingestor_port, plan.simulator_port,
+             *(port for _, port in plan.standby_ingestors)]
+    assert len(ports) == 6 and len(set(ports)) == 6, ports
