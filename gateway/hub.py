@@ -230,11 +230,16 @@ class Hub(Generic[C]):
                     else:
                         sub.offer_batch(batch)
                         count += len(events)
-            for sub in multi:  # several symbols: its own list, in stream order
+            # several symbols: the run filtered to them, in stream order, one Batch per filter
+            # (subscribers with the same symbols share its frames)
+            by_filter: dict[frozenset[str], Batch] = {}
+            for sub in multi:
                 wanted = sub.symbols or frozenset()
-                events = [e for e in run if e.entry.symbol in wanted]
-                sub.offer_batch(Batch(events))
-                count += len(events)
+                shared = by_filter.get(wanted)
+                if shared is None:  # never empty: the subscriber is here for one of its symbols
+                    shared = by_filter[wanted] = Batch([e for e in run if e.entry.symbol in wanted])
+                sub.offer_batch(shared)
+                count += len(shared.events)
         self.deliveries += count
 
     @staticmethod

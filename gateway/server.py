@@ -46,6 +46,19 @@ MAX_HEAD_BYTES = 64 * 1024  # request line and headers together
 REFUSAL_LINGER = 2.0  # seconds a refused connection reads (and drops) what the client still sends
 
 
+def linger_close(transport: asyncio.WriteTransport,
+                 loop: asyncio.AbstractEventLoop) -> asyncio.TimerHandle | None:
+    """Close after what was written, without losing it to a reset: closing with unread input
+    makes the kernel reset the connection, and the reset can overtake the answer. Send EOF,
+    let the protocol drop what still comes, close on the client's EOF or after
+    ``REFUSAL_LINGER`` seconds (the timer returned, to cancel when the connection is lost)."""
+    if not transport.can_write_eof():
+        transport.close()
+        return None
+    transport.write_eof()
+    return loop.call_later(REFUSAL_LINGER, transport.close)
+
+
 class HeadTooLarge(Exception):
     """A request head over a limit: answered with ``status`` and closed."""
 
@@ -145,16 +158,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         content.extend([b"content-type: text/plain; charset=utf-8\r\n",
                         b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
                         b"connection: close\r\n\r\n", body])
-        transport = self.transport
-        transport.write(b"".join(content))
-        if transport.can_write_eof():
-            # Lingering close: closing with unread input would reset the connection, and the
-            # client could lose the answer. Send EOF, drop what still comes, close on the
-            # client's EOF or after REFUSAL_LINGER seconds.
-            transport.write_eof()
-            self._linger = self.loop.call_later(REFUSAL_LINGER, transport.close)
-        else:
-            transport.close()
+        self.transport.write(b"".join(content))
+        self._linger = linger_close(self.transport, self.loop)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._linger is not None:
@@ -191,23 +196,16 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         self._ws_linger: asyncio.TimerHandle | None = None
 
     def handle_parser_exception(self) -> None:
-        """uvicorn's, but lingering: after the close frame (and our FIN), what the client still
-        sends is read and dropped (the parser discards it), and the socket closes when the
-        client closes or after ``REFUSAL_LINGER`` seconds. Closing at once with unread input
-        makes the kernel reset the connection, and the reset can overtake the close frame. The
-        app is told of the disconnect when the socket closes (uvicorn closes the transport as
-        soon as the app returns)."""
+        """uvicorn's, but the close frame goes out with :func:`linger_close` (what the client
+        still sends is dropped by the failed parser), so the client reads the code instead of a
+        reset. The app is told of the disconnect when the socket closes (uvicorn closes the
+        transport as soon as the app returns)."""
         if self.close_sent:
             return  # answered already; this is more of what the client sent, dropped
         assert self.conn.close_sent is not None
         self.close_sent = True
-        transport = self.transport
-        transport.write(b"".join(self.conn.data_to_send()))
-        if transport.can_write_eof():
-            transport.write_eof()
-            self._ws_linger = self.loop.call_later(REFUSAL_LINGER, transport.close)
-        else:
-            transport.close()
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self._ws_linger = linger_close(self.transport, self.loop)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._ws_linger is not None:  # the lingering close ended: the app learns the code

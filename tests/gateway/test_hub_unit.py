@@ -78,6 +78,14 @@ def test_subscribers_taking_the_same_events_share_one_batch_and_its_frames() -> 
     assert a.batches[0] is b.batches[0]
     frames, size = a.batches[0].frames(JSON)
     assert frames is b.batches[0].frames(JSON)[0]  # encoded once for every JSON subscriber
+    # the same holds for subscribers of the same several symbols (a per-filter batch)
+    two, same, other = (FakeSubscriber(symbols={"BTC", "ETH"}), FakeSubscriber(symbols={"ETH", "BTC"}),
+                        FakeSubscriber(symbols={"BTC", "SOL"}))
+    for sub in (two, same, other):
+        hub.index(sub)
+    hub.dispatch("t", [entry(3, "BTC"), entry(4, "ETH"), entry(5, "SOL")])
+    assert two.batches[0] is same.batches[0] and two.got == positions(3, 4)
+    assert other.batches[0] is not two.batches[0] and other.got == positions(3, 5)
     assert size == sum(map(len, frames))
     assert [orjson.loads(f)["offset"] for f in frames] == ["1-0", "2-0"]
 
